@@ -1,0 +1,13 @@
+//! crm-risk-operator: CRM workload risk management as policy-as-code.
+//!
+//! Data flow (see `../shared/DESIGN.md`): objects (from watch caches or manifest files) ->
+//! [`context`] builds one Rego input per workload -> [`engine`] evaluates the Rego library ->
+//! [`risk`] scores findings -> writers (status, reports, events, metrics, CLI output).
+
+pub mod api;
+pub mod cli;
+pub mod context;
+pub mod engine;
+pub mod model;
+pub mod risk;
+pub mod scan;
