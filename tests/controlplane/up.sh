@@ -129,7 +129,7 @@ cat > "$dir/kube-controller-manager.args" <<ARGS
 --bind-address=127.0.0.1
 --secure-port=0
 --leader-elect=false
---use-service-account-credentials=false
+--use-service-account-credentials=true
 --service-account-private-key-file=${pki}/sa.key
 --root-ca-file=${pki}/ca.crt
 --controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route,-persistentvolume-binder,-attachdetach,-persistentvolume-expander

@@ -77,12 +77,20 @@ fn prune_old_runs(parent: &Path, keep: usize) {
     }
 }
 
+/// `target/testbed/`: state directories (and logs) of recent runs, next to the test binary.
+fn testbed_parent() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test binary>
+    let target = exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    target.join("testbed")
+}
+
 fn start() -> Result<ControlPlane> {
     if let Ok(dir) = std::env::var("CRMRISK_TEST_CONTROLPLANE") {
         eprintln!("[testbed] reusing the control plane in {dir}");
         return read_env_file(Path::new(&dir));
     }
-    let parent = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("testbed");
+    let parent = testbed_parent();
     std::fs::create_dir_all(&parent)?;
     prune_old_runs(&parent, 4);
     let dir = parent.join(format!("controlplane-{}", std::process::id()));

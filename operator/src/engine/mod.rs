@@ -1,1 +1,283 @@
-//! TODO
+//! The Rego engine: compiles the built-in library and a policy's custom modules once (per
+//! policy generation), then evaluates many workloads without re-parsing.
+//!
+//! Safety: regorus is built without `http` and `opa-runtime` (no network, no environment), each
+//! evaluation runs under a cooperative time limit, inputs and policy sources are size-capped and
+//! the number of findings a single evaluation may return is capped.
+
+mod catalog;
+mod error;
+pub mod library;
+pub mod testing;
+
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::utils::limits::{ExecutionTimerConfig, PolicyLengthConfig};
+use serde::Deserialize;
+
+pub use catalog::{CatalogError, RuleCatalog, RuleMeta};
+pub use error::{CompileError, EngineError};
+
+use crate::model::Category;
+use crate::risk::Evidence;
+
+/// Package prefix every custom module must live under, so it cannot shadow the library.
+pub const CUSTOM_PACKAGE_PREFIX: &str = "data.crmrisk.custom.";
+
+/// Bounds on what a policy and an evaluation may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock limit of one workload's evaluation (cooperative: checked between steps).
+    pub eval_timeout: Duration,
+    /// Largest custom module source accepted, in bytes.
+    pub max_module_bytes: usize,
+    /// Largest input document accepted, in bytes of JSON.
+    pub max_input_bytes: usize,
+    /// Most findings one evaluation may return; the rest are dropped with a warning finding.
+    pub max_findings: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            eval_timeout: Duration::from_secs(2),
+            max_module_bytes: 256 * 1024,
+            max_input_bytes: 4 * 1024 * 1024,
+            max_findings: 500,
+        }
+    }
+}
+
+/// A custom Rego module of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomModule {
+    /// Label used in errors, e.g. `customPolicies[deny-latest]`.
+    pub label: String,
+    pub rego: String,
+}
+
+/// What to compile: which built-in areas, which custom modules.
+#[derive(Debug, Clone)]
+pub struct PolicySetSpec {
+    pub categories: BTreeSet<Category>,
+    pub custom: Vec<CustomModule>,
+    pub limits: Limits,
+}
+
+impl Default for PolicySetSpec {
+    fn default() -> Self {
+        PolicySetSpec { categories: Category::BUILT_IN.into_iter().collect(), custom: Vec::new(), limits: Limits::default() }
+    }
+}
+
+/// A finding as a rule emitted it, before scoring.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RawFinding {
+    pub id: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    /// Per-finding deviation from the rule's default likelihood.
+    #[serde(default)]
+    pub likelihood: Option<u8>,
+    #[serde(default)]
+    pub impact: Option<u8>,
+}
+
+/// A compiled, immutable policy set. Cheap to share (`Arc`); evaluate through an [`Evaluator`].
+#[derive(Clone)]
+pub struct PolicySet {
+    engine: regorus::Engine,
+    catalog: Arc<RuleCatalog>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet").field("rules", &self.catalog.len()).field("limits", &self.limits).finish()
+    }
+}
+
+/// Entry rule generated per policy set: one evaluation returns the findings of every area.
+const ENTRY_PATH: &str = "data.crmrisk_entry.findings";
+
+impl PolicySet {
+    /// Compile the built-in library (the selected areas) and the custom modules.
+    /// All compile errors are returned at once, each with its position.
+    pub fn compile(spec: &PolicySetSpec) -> Result<PolicySet, EngineError> {
+        let mut engine = regorus::Engine::new();
+        engine.set_policy_length_config(PolicyLengthConfig {
+            max_col: NonZeroU32::new(4096).unwrap_or(NonZeroU32::MIN),
+            ..PolicyLengthConfig::default()
+        });
+        engine.set_strict_builtin_errors(false);
+        let mut catalog = match library::metadata_json() {
+            Some(json) => RuleCatalog::from_metadata_json(json)?,
+            None => RuleCatalog::default(),
+        };
+        let mut errors = Vec::new();
+        for (path, src) in library::modules() {
+            if let Err(e) = engine.add_policy(path.to_owned(), src.to_owned()) {
+                errors.push(CompileError::from_regorus(path, &e));
+            }
+        }
+        if let Some(json) = library::metadata_json() {
+            match regorus::Value::from_json_str(json) {
+                Ok(v) => {
+                    if let Err(e) = engine.add_data(v) {
+                        errors.push(CompileError::plain("metadata.json", e.to_string()));
+                    }
+                }
+                Err(e) => errors.push(CompileError::plain("metadata.json", e.to_string())),
+            }
+        }
+        let mut custom_packages = Vec::new();
+        for module in &spec.custom {
+            if module.rego.len() > spec.limits.max_module_bytes {
+                errors.push(CompileError::plain(
+                    &module.label,
+                    format!("module is {} bytes, over the limit of {}", module.rego.len(), spec.limits.max_module_bytes),
+                ));
+                continue;
+            }
+            match engine.add_policy(module.label.clone(), module.rego.clone()) {
+                Ok(pkg) if pkg.starts_with(CUSTOM_PACKAGE_PREFIX) => custom_packages.push((module.label.clone(), pkg)),
+                Ok(pkg) => errors.push(CompileError::plain(
+                    &module.label,
+                    format!("package must start with `crmrisk.custom.`, found `{}`", pkg.trim_start_matches("data.")),
+                )),
+                Err(e) => errors.push(CompileError::from_regorus(&module.label, &e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Compile(errors));
+        }
+
+        // The entry module: one object with the findings of every enabled area.
+        let mut entry = String::from("package crmrisk_entry\n\nfindings := {\n");
+        for c in &spec.categories {
+            if *c != Category::Custom {
+                entry.push_str(&format!("  {:?}: data.crmrisk.{}.findings,\n", c.as_str(), c.package()));
+            }
+        }
+        for (label, pkg) in &custom_packages {
+            entry.push_str(&format!("  {label:?}: {pkg}.findings,\n"));
+        }
+        entry.push_str("}\n");
+        if let Err(e) = engine.add_policy("crmrisk_entry.rego".into(), entry) {
+            return Err(EngineError::Compile(vec![CompileError::from_regorus("crmrisk_entry.rego", &e)]));
+        }
+
+        // Custom modules must declare `findings` and `metadata`; read the metadata now, once.
+        for (label, pkg) in &custom_packages {
+            let mut errs = Vec::new();
+            for rule in ["findings", "metadata"] {
+                let rooted = engine.has_declared_rule_rooted_at(label, rule).unwrap_or(false);
+                if !rooted {
+                    errs.push(CompileError::plain(label, format!("module must define `{rule}` (see policies/README.md)")));
+                }
+            }
+            if !errs.is_empty() {
+                errors.extend(errs);
+                continue;
+            }
+            engine.set_input(regorus::Value::new_object());
+            match engine.eval_rule(format!("{pkg}.metadata")) {
+                Ok(v) => match serde_json::to_value(&v).and_then(serde_json::from_value) {
+                    Ok(rules) => {
+                        if let Err(e) = catalog.extend(rules) {
+                            errors.push(CompileError::plain(label, format!("metadata: {e}")));
+                        }
+                    }
+                    Err(e) => errors.push(CompileError::plain(label, format!("metadata is not valid: {e}"))),
+                },
+                Err(e) => errors.push(CompileError::from_regorus(label, &e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Compile(errors));
+        }
+        engine.set_execution_timer_config(ExecutionTimerConfig {
+            limit: spec.limits.eval_timeout,
+            check_interval: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
+        });
+        Ok(PolicySet { engine, catalog: Arc::new(catalog), limits: spec.limits })
+    }
+
+    /// The metadata of every rule this set knows (built-in and custom).
+    pub fn catalog(&self) -> &Arc<RuleCatalog> {
+        &self.catalog
+    }
+
+    /// An evaluator: a private copy of the compiled engine, for one thread.
+    pub fn evaluator(&self) -> Evaluator {
+        Evaluator { engine: self.engine.clone(), limits: self.limits }
+    }
+}
+
+/// Evaluates workloads one after another against a compiled [`PolicySet`].
+pub struct Evaluator {
+    engine: regorus::Engine,
+    limits: Limits,
+}
+
+/// The findings of one workload, grouped by where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    pub findings: Vec<RawFinding>,
+    /// Findings dropped because of `Limits::max_findings`.
+    pub truncated: usize,
+}
+
+impl Evaluator {
+    /// Evaluate one input document (see `policies/README.md`).
+    pub fn evaluate(&mut self, input: &serde_json::Value) -> Result<Evaluation, EngineError> {
+        let json = serde_json::to_string(input).map_err(|e| EngineError::Eval(e.to_string()))?;
+        if json.len() > self.limits.max_input_bytes {
+            return Err(EngineError::InputTooLarge { size: json.len(), limit: self.limits.max_input_bytes });
+        }
+        let value = regorus::Value::from_json_str(&json).map_err(|e| EngineError::Eval(e.to_string()))?;
+        self.evaluate_value(value)
+    }
+
+    /// Evaluate an input that is already a regorus value.
+    pub fn evaluate_value(&mut self, input: regorus::Value) -> Result<Evaluation, EngineError> {
+        self.engine.set_input(input);
+        let result = self.engine.eval_rule(ENTRY_PATH.to_owned()).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("time limit") || msg.contains("execution exceeded") || msg.contains("timed out") {
+                EngineError::Timeout(self.limits.eval_timeout)
+            } else {
+                EngineError::Eval(msg)
+            }
+        })?;
+        let mut eval = Evaluation::default();
+        let Ok(areas) = result.as_object() else {
+            return Err(EngineError::Eval(format!("entry rule returned {result}, not an object")));
+        };
+        for (_area, set) in areas.iter() {
+            let items: Vec<&regorus::Value> = match set {
+                regorus::Value::Set(s) => s.iter().collect(),
+                regorus::Value::Array(a) => a.iter().collect(),
+                regorus::Value::Undefined | regorus::Value::Null => continue,
+                other => return Err(EngineError::MalformedFinding(format!("`findings` must be a set, got {other}"))),
+            };
+            for item in items {
+                if eval.findings.len() >= self.limits.max_findings {
+                    eval.truncated += 1;
+                    continue;
+                }
+                let json = serde_json::to_value(item).map_err(|e| EngineError::MalformedFinding(e.to_string()))?;
+                let finding: RawFinding = serde_json::from_value(json.clone())
+                    .map_err(|e| EngineError::MalformedFinding(format!("{e}: {json}")))?;
+                eval.findings.push(finding);
+            }
+        }
+        eval.findings.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.message.cmp(&b.message)));
+        Ok(eval)
+    }
+}
