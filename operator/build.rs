@@ -30,7 +30,8 @@ fn main() {
     for (_, p) in &files {
         println!("cargo:rerun-if-changed={}", p.display());
     }
-    let mut code = String::from("/// (path relative to `policies/`, contents)\npub static FILES: &[(&str, &str)] = &[\n");
+    let mut code =
+        String::from("/// (path relative to `policies/`, contents)\npub static FILES: &[(&str, &str)] = &[\n");
     for (rel, path) in &files {
         let abs = path.canonicalize().unwrap_or_else(|_| path.clone());
         let _ = writeln!(code, "    ({rel:?}, include_str!({:?})),", abs.display().to_string());

@@ -160,10 +160,8 @@ impl ControlPlane {
     }
 
     fn apiserver(&self, verb: &str) -> Result<()> {
-        let status = Command::new(repo_root().join("tests/controlplane/apiserver.sh"))
-            .arg(verb)
-            .arg(&self.dir)
-            .status()?;
+        let status =
+            Command::new(repo_root().join("tests/controlplane/apiserver.sh")).arg(verb).arg(&self.dir).status()?;
         if !status.success() {
             bail!("apiserver.sh {verb} failed: see {}", self.log_path("kube-apiserver").display());
         }

@@ -69,7 +69,11 @@ pub struct PolicySetSpec {
 
 impl Default for PolicySetSpec {
     fn default() -> Self {
-        PolicySetSpec { categories: Category::BUILT_IN.into_iter().collect(), custom: Vec::new(), limits: Limits::default() }
+        PolicySetSpec {
+            categories: Category::BUILT_IN.into_iter().collect(),
+            custom: Vec::new(),
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -140,7 +144,11 @@ impl PolicySet {
             if module.rego.len() > spec.limits.max_module_bytes {
                 errors.push(CompileError::plain(
                     &module.label,
-                    format!("module is {} bytes, over the limit of {}", module.rego.len(), spec.limits.max_module_bytes),
+                    format!(
+                        "module is {} bytes, over the limit of {}",
+                        module.rego.len(),
+                        spec.limits.max_module_bytes
+                    ),
                 ));
                 continue;
             }
@@ -178,7 +186,10 @@ impl PolicySet {
             for rule in ["findings", "metadata"] {
                 let rooted = engine.has_declared_rule_rooted_at(label, rule).unwrap_or(false);
                 if !rooted {
-                    errs.push(CompileError::plain(label, format!("module must define `{rule}` (see policies/README.md)")));
+                    errs.push(CompileError::plain(
+                        label,
+                        format!("module must define `{rule}` (see policies/README.md)"),
+                    ));
                 }
             }
             if !errs.is_empty() {

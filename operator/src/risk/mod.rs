@@ -2,5 +2,7 @@
 //! tolerance and exceptions.
 
 mod finding;
+mod score;
 
 pub use finding::{Evidence, ScoredFinding};
+pub use score::{RuleAdjustment, ScoringInput, Verdict, impact_uplift, score, sort_findings, verdict};

@@ -1,1 +1,3 @@
-//! TODO
+//! `crmrisk scan`: the offline scanner.
+
+pub mod load;
