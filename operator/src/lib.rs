@@ -5,6 +5,7 @@
 //! [`risk`] scores findings -> writers (status, reports, events, metrics, CLI output).
 
 pub mod api;
+pub mod assess;
 pub mod cli;
 pub mod context;
 pub mod engine;
