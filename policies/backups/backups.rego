@@ -1,0 +1,386 @@
+# Backups: is the workload's state backed up (Velero Schedules for volumes, CloudNativePG for
+# the PostgreSQL clusters it uses), often enough, kept long enough, and somewhere else.
+package crmrisk.backups
+
+import rego.v1
+
+import data.crmrisk.lib
+
+min_retention_days := lib.params("backups").minRetentionDays
+
+max_interval_hours := lib.params("backups").maxIntervalHours
+
+any_backup_tool if input.backup.tools.velero
+
+any_backup_tool if input.backup.tools.cnpg
+
+schedule_desc(s) := sprintf("%s/%s", [s.namespace, s.name])
+
+schedule_ref(s) := lib.ns_ref("Schedule", s.namespace, s.name)
+
+location_ref(s) := lib.ns_ref("BackupStorageLocation", s.namespace, s.storageLocation.name)
+
+cluster_ref(cl) := lib.ref("Cluster", cl.name)
+
+scheduled_backup_ref(sb) := lib.ref("ScheduledBackup", sb.name)
+
+claim_names := concat(", ", sort([c.name | some c in input.storage.claims]))
+
+# What would be lost: "volumes data, logs" or "its database files".
+state_desc := sprintf("volumes %s", [claim_names]) if lib.has_claims
+
+state_desc := "a database" if {
+	not lib.has_claims
+	lib.is_database
+}
+
+claim_refs := [lib.claim_ref(c) | some c in input.storage.claims]
+
+# Velero Schedules that select the workload and are not paused.
+active_schedules contains s if {
+	some s in input.backup.velero.schedules
+	not s.paused
+}
+
+# Storage location the schedule can write to.
+writable_location(s) if {
+	s.storageLocation.found
+	s.storageLocation.accessMode != "ReadOnly"
+}
+
+# Schedules actually producing backups: running, with a location they can write to.
+effective_schedules contains s if {
+	some s in active_schedules
+	writable_location(s)
+}
+
+# Raised likelihood for a finding whose schedule was the only thing producing backups.
+sole_coverage_extra := {"likelihood": 5} if count(effective_schedules) == 0
+
+sole_coverage_extra := {} if count(effective_schedules) > 0
+
+# ---------------------------------------------------------------------------------------------
+# BKP-001: no backup tool at all
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.is_stateful
+	not any_backup_tool
+	f := {
+		"id": "BKP-001",
+		"message": sprintf(
+			"%s keeps state (%s) but no backup tool is installed in the cluster: neither Velero nor CloudNativePG was found",
+			[lib.workload_desc, state_desc],
+		),
+		"evidence": array.concat([lib.workload_ref], claim_refs),
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-002: stateful workload that no backup covers
+# ---------------------------------------------------------------------------------------------
+
+velero_note := "no Velero Schedule selects its namespace or labels" if input.backup.tools.velero
+
+velero_note := "Velero is not installed (CloudNativePG only backs up its own PostgreSQL clusters)" if not input.backup.tools.velero
+
+findings contains f if {
+	lib.is_stateful
+	any_backup_tool
+	count(input.backup.velero.schedules) == 0
+	f := {
+		"id": "BKP-002",
+		"message": sprintf("%s keeps state (%s) that is not backed up: %s", [lib.workload_desc, state_desc, velero_note]),
+		"evidence": array.concat([lib.workload_ref], claim_refs),
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-003: backups too far apart (RPO)
+# ---------------------------------------------------------------------------------------------
+
+timed_schedules contains s if {
+	some s in active_schedules
+	is_number(s.intervalHours)
+}
+
+findings contains f if {
+	lib.is_stateful
+	is_number(max_interval_hours)
+	count(timed_schedules) > 0
+	shortest := min([s.intervalHours | some s in timed_schedules])
+	shortest > max_interval_hours
+	f := {
+		"id": "BKP-003",
+		"message": sprintf(
+			"the most frequent Velero Schedule covering %s runs every %v hours (%s), more than the %v hours allowed: up to %v hours of data can be lost",
+			[
+				lib.workload_desc, shortest,
+				concat(", ", sort([sprintf("%s every %vh", [schedule_desc(s), s.intervalHours]) | some s in timed_schedules])),
+				max_interval_hours, shortest,
+			],
+		),
+		"evidence": array.concat([lib.workload_ref], [schedule_ref(s) | some s in timed_schedules]),
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-004: backups not kept long enough
+# ---------------------------------------------------------------------------------------------
+
+kept_schedules contains s if {
+	some s in active_schedules
+	is_number(s.ttlHours)
+	s.ttlHours > 0
+}
+
+# The ttl as written, or Velero's default when unset.
+ttl_desc(s) := s.ttl if is_string(s.ttl)
+
+ttl_desc(s) := sprintf("%vh (default)", [s.ttlHours]) if not is_string(s.ttl)
+
+findings contains f if {
+	lib.is_stateful
+	is_number(min_retention_days)
+	count(kept_schedules) > 0
+	longest := max([s.ttlHours | some s in kept_schedules]) / 24
+	longest < min_retention_days
+	f := {
+		"id": "BKP-004",
+		"message": sprintf(
+			"Velero keeps the backups of %s for at most %v days (%s), fewer than the %v days required: corruption noticed later cannot be rolled back",
+			[
+				lib.workload_desc, longest,
+				concat(", ", sort([sprintf("%s ttl %s", [schedule_desc(s), ttl_desc(s)]) | some s in kept_schedules])),
+				min_retention_days,
+			],
+		),
+		"evidence": array.concat([lib.workload_ref], [schedule_ref(s) | some s in kept_schedules]),
+	}
+}
+
+findings contains f if {
+	is_number(min_retention_days)
+	some cl in input.backup.cnpg.clusters
+	cl.backupConfigured
+	is_number(cl.retentionDays)
+	cl.retentionDays < min_retention_days
+	f := {
+		"id": "BKP-004",
+		"message": sprintf(
+			"CloudNativePG Cluster %s used by %s keeps backups for %v days (retentionPolicy %s), fewer than the %v days required",
+			[lib.qualified(cl.name), lib.workload_desc, cl.retentionDays, cl.retentionPolicy, min_retention_days],
+		),
+		"evidence": [cluster_ref(cl), lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-005: backups not verifiably stored off the cluster
+# ---------------------------------------------------------------------------------------------
+
+offsite_checked if lib.enabled("backups", "requireOffsite")
+
+blank(v) if v == null
+
+blank(v) if v == ""
+
+# An object store URL that resolves inside the cluster (MinIO next to the workload).
+in_cluster_url(u) if regex.match(`(\.svc(\.|:|/|$)|\.cluster\.local|//localhost|//127\.|//\[?::1)`, lower(u))
+
+location_problem(loc) := "has no provider" if {
+	blank(object.get(loc, "provider", null))
+} else := "has no bucket" if {
+	blank(object.get(loc, "bucket", null))
+} else := sprintf("points at an object store inside the cluster (%s)", [loc.s3Url]) if {
+	in_cluster_url(object.get(loc, "s3Url", ""))
+}
+
+findings contains f if {
+	offsite_checked
+	lib.is_stateful
+	some s in active_schedules
+	s.storageLocation.found
+	problem := location_problem(s.storageLocation)
+	f := {
+		"id": "BKP-005",
+		"message": sprintf(
+			"Velero Schedule %s backs up %s to BackupStorageLocation %s, which %s: the backups may not survive the loss of the cluster",
+			[schedule_desc(s), lib.workload_desc, s.storageLocation.name, problem],
+		),
+		"evidence": [schedule_ref(s), location_ref(s), lib.workload_ref],
+	}
+}
+
+findings contains f if {
+	offsite_checked
+	some cl in input.backup.cnpg.clusters
+	cl.backupConfigured
+	cl.method == "barmanObjectStore"
+	blank(object.get(cl, "destinationPath", null))
+	f := {
+		"id": "BKP-005",
+		"message": sprintf(
+			"CloudNativePG Cluster %s used by %s has no barmanObjectStore destinationPath: where its backups go cannot be verified",
+			[lib.qualified(cl.name), lib.workload_desc],
+		),
+		"evidence": [cluster_ref(cl), lib.workload_ref],
+	}
+}
+
+findings contains f if {
+	offsite_checked
+	some cl in input.backup.cnpg.clusters
+	cl.backupConfigured
+	in_cluster_url(object.get(cl, "endpointURL", ""))
+	f := {
+		"id": "BKP-005",
+		"message": sprintf(
+			"CloudNativePG Cluster %s used by %s archives to an object store inside the cluster (%s): the backups may not survive the loss of the cluster",
+			[lib.qualified(cl.name), lib.workload_desc, cl.endpointURL],
+		),
+		"evidence": [cluster_ref(cl), lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-006: scheduled backups not being taken (paused, suspended, nowhere to write)
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.is_stateful
+	some s in input.backup.velero.schedules
+	s.paused
+	f := object.union(
+		{
+			"id": "BKP-006",
+			"message": sprintf("Velero Schedule %s covering %s is paused: it takes no backups", [schedule_desc(s), lib.workload_desc]),
+			"evidence": [schedule_ref(s), lib.workload_ref],
+		},
+		sole_coverage_extra,
+	)
+}
+
+findings contains f if {
+	lib.is_stateful
+	some s in active_schedules
+	not s.storageLocation.found
+	f := object.union(
+		{
+			"id": "BKP-006",
+			"message": sprintf(
+				"Velero Schedule %s covering %s writes to BackupStorageLocation %s, which does not exist: its backups fail",
+				[schedule_desc(s), lib.workload_desc, s.storageLocation.name],
+			),
+			"evidence": [schedule_ref(s), location_ref(s), lib.workload_ref],
+		},
+		sole_coverage_extra,
+	)
+}
+
+findings contains f if {
+	lib.is_stateful
+	some s in active_schedules
+	s.storageLocation.found
+	s.storageLocation.accessMode == "ReadOnly"
+	f := object.union(
+		{
+			"id": "BKP-006",
+			"message": sprintf(
+				"Velero Schedule %s covering %s writes to BackupStorageLocation %s, which is ReadOnly: no new backups can be stored",
+				[schedule_desc(s), lib.workload_desc, s.storageLocation.name],
+			),
+			"evidence": [schedule_ref(s), location_ref(s), lib.workload_ref],
+		},
+		sole_coverage_extra,
+	)
+}
+
+# The cluster's only running ScheduledBackups are suspended.
+cnpg_extra(cl) := {"likelihood": 5} if {
+	every sb in cl.scheduledBackups {
+		sb.suspend
+	}
+} else := {}
+
+findings contains f if {
+	some cl in input.backup.cnpg.clusters
+	some sb in cl.scheduledBackups
+	sb.suspend
+	f := object.union(
+		{
+			"id": "BKP-006",
+			"message": sprintf(
+				"ScheduledBackup %s of CloudNativePG Cluster %s (used by %s) is suspended: it takes no base backups",
+				[lib.qualified(sb.name), lib.qualified(cl.name), lib.workload_desc],
+			),
+			"evidence": [scheduled_backup_ref(sb), cluster_ref(cl), lib.workload_ref],
+		},
+		cnpg_extra(cl),
+	)
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-007: Velero backs up the objects but not the volume data
+# ---------------------------------------------------------------------------------------------
+
+# The schedule captures volume data: snapshots (snapshotVolumes unset means yes) or file-system
+# backup of every volume.
+captures_volumes(s) if s.snapshotVolumes != false
+
+captures_volumes(s) if object.get(s, "defaultVolumesToFsBackup", false) == true
+
+# Opt-in file-system backup of named volumes, by pod annotation.
+fs_backup_annotated if object.get(input.workload.podAnnotations, "backup.velero.io/backup-volumes", "") != ""
+
+findings contains f if {
+	lib.has_claims
+	count(active_schedules) > 0
+	not fs_backup_annotated
+	every s in active_schedules {
+		not captures_volumes(s)
+	}
+	f := {
+		"id": "BKP-007",
+		"message": sprintf(
+			"Velero Schedules %s cover %s with snapshotVolumes: false and no file-system backup: the data in volumes %s is not backed up, only the objects",
+			[concat(", ", sort([schedule_desc(s) | some s in active_schedules])), lib.workload_desc, claim_names],
+		),
+		"evidence": array.concat(array.concat([lib.workload_ref], [schedule_ref(s) | some s in active_schedules]), claim_refs),
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-008: CloudNativePG cluster without backup
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	some cl in input.backup.cnpg.clusters
+	not cl.backupConfigured
+	f := {
+		"id": "BKP-008",
+		"message": sprintf(
+			"CloudNativePG Cluster %s used by %s has no backup configured (no barmanObjectStore or backup plugin): no WAL archiving and no base backups, so it cannot be restored",
+			[lib.qualified(cl.name), lib.workload_desc],
+		),
+		"evidence": [cluster_ref(cl), lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# BKP-009: CloudNativePG archives WAL but takes no scheduled base backups
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	some cl in input.backup.cnpg.clusters
+	cl.backupConfigured
+	count(cl.scheduledBackups) == 0
+	f := {
+		"id": "BKP-009",
+		"message": sprintf(
+			"CloudNativePG Cluster %s used by %s archives WAL but no ScheduledBackup takes base backups: a restore must replay WAL from the last manual backup, if any",
+			[lib.qualified(cl.name), lib.workload_desc],
+		),
+		"evidence": [cluster_ref(cl), lib.workload_ref],
+	}
+}

@@ -1,0 +1,192 @@
+# Disaster recovery and availability: enough replicas, disruption budgets that protect without
+# blocking maintenance, replicas spread over zones, probes, and database data on real volumes.
+package crmrisk.disaster_recovery
+
+import rego.v1
+
+import data.crmrisk.lib
+
+replicas := input.workload.replicas
+
+min_replicas := lib.params("disasterRecovery").minReplicas
+
+pdb_checked if lib.enabled("disasterRecovery", "requirePodDisruptionBudget")
+
+pdb_desc(pdb) := sprintf("PodDisruptionBudget %s", [lib.qualified(pdb.name)])
+
+pdb_ref(pdb) := lib.ref("PodDisruptionBudget", pdb.name)
+
+# ---------------------------------------------------------------------------------------------
+# DR-001: fewer replicas than required
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.has_replicas
+	is_number(min_replicas)
+	replicas < min_replicas
+	f := {
+		"id": "DR-001",
+		"message": sprintf(
+			"%s runs %v replica(s), fewer than the %v required: the loss of one pod or node makes it unavailable",
+			[lib.workload_desc, replicas, min_replicas],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-002: replicated workload without a PodDisruptionBudget
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	pdb_checked
+	lib.replicated
+	count(input.podDisruptionBudgets) == 0
+	f := {
+		"id": "DR-002",
+		"message": sprintf(
+			"%s has %v replicas but no PodDisruptionBudget: a node drain or cluster upgrade may evict all of them at once",
+			[lib.workload_desc, replicas],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-003: PodDisruptionBudget that blocks every voluntary eviction
+# ---------------------------------------------------------------------------------------------
+
+blocks_evictions(pdb) := "maxUnavailable is 0" if {
+	pdb.maxUnavailable in {0, "0%"}
+} else := "minAvailable is 100%" if {
+	pdb.minAvailable == "100%"
+} else := sprintf("minAvailable %v is not lower than the %v replicas", [pdb.minAvailable, replicas]) if {
+	is_number(pdb.minAvailable)
+	lib.has_replicas
+	pdb.minAvailable >= replicas
+}
+
+findings contains f if {
+	some pdb in input.podDisruptionBudgets
+	reason := blocks_evictions(pdb)
+	f := {
+		"id": "DR-003",
+		"message": sprintf(
+			"%s of %s allows no voluntary disruption (%s): node drains and cluster upgrades hang until someone deletes it",
+			[pdb_desc(pdb), lib.workload_desc, reason],
+		),
+		"evidence": [pdb_ref(pdb), lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-004: replicas not spread over zones
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.enabled("disasterRecovery", "requireZoneSpread")
+	lib.replicated
+	not lib.zone_spread
+	f := {
+		"id": "DR-004",
+		"message": sprintf(
+			"%s has %v replicas but no topologySpreadConstraint or pod anti-affinity on topology.kubernetes.io/zone: they may all run in one zone and fail with it",
+			[lib.workload_desc, replicas],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-005: no readiness probe where traffic is routed
+# ---------------------------------------------------------------------------------------------
+
+# Containers that receive traffic: the database containers of a database, or every main
+# container of a workload behind a Service.
+traffic_containers contains c if {
+	some c in lib.database_containers
+}
+
+traffic_containers contains c if {
+	not lib.is_database
+	count(input.services) > 0
+	some c in lib.main_containers
+}
+
+findings contains f if {
+	input.workload.kind != "CronJob"
+	some c in traffic_containers
+	not c.readinessProbe
+	f := {
+		"id": "DR-005",
+		"message": sprintf(
+			"container %s of %s has no readiness probe: it receives connections before it is ready and while it is failing",
+			[c.name, lib.workload_desc],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-006: no liveness probe
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	input.workload.kind != "CronJob"
+	some c in lib.main_containers
+	not c.livenessProbe
+	f := {
+		"id": "DR-006",
+		"message": sprintf(
+			"container %s of %s has no liveness probe: a hung process is never restarted",
+			[c.name, lib.workload_desc],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-007: database data on ephemeral storage
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.is_database
+	not lib.has_claims
+	f := {
+		"id": "DR-007",
+		"message": sprintf(
+			"%s looks like a database but has no PersistentVolumeClaim: its data lives in an emptyDir, a hostPath or the container and is lost when the pod moves",
+			[lib.workload_desc],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# DR-008: PodDisruptionBudget that protects nothing
+# ---------------------------------------------------------------------------------------------
+
+protects_nothing(pdb) := "minAvailable is 0" if {
+	pdb.minAvailable in {0, "0%"}
+} else := "maxUnavailable is 100%" if {
+	pdb.maxUnavailable == "100%"
+} else := sprintf("maxUnavailable %v is not lower than the %v replicas", [pdb.maxUnavailable, replicas]) if {
+	is_number(pdb.maxUnavailable)
+	lib.has_replicas
+	pdb.maxUnavailable >= replicas
+}
+
+findings contains f if {
+	pdb_checked
+	lib.replicated
+	some pdb in input.podDisruptionBudgets
+	reason := protects_nothing(pdb)
+	f := {
+		"id": "DR-008",
+		"message": sprintf(
+			"%s of %s lets every replica be evicted at once (%s): it gives no protection during drains and upgrades",
+			[pdb_desc(pdb), lib.workload_desc, reason],
+		),
+		"evidence": [pdb_ref(pdb), lib.workload_ref],
+	}
+}

@@ -1,0 +1,340 @@
+# Encryption: data at rest (the volumes' StorageClasses), data in transit (Ingress TLS,
+# PostgreSQL connections, mutual TLS between pods) and credentials handed to containers in clear.
+package crmrisk.encryption
+
+import rego.v1
+
+import data.crmrisk.lib
+
+storage_checked if lib.enabled("encryption", "requireEncryptedStorage")
+
+sc_desc(sc) := sprintf("StorageClass %s (%s)", [sc.name, sc.provisioner])
+
+sc_ref(sc) := lib.cluster_ref("StorageClass", sc.name)
+
+# Claims whose StorageClass exists, so its provisioner and parameters can be read.
+resolved_claims contains c if {
+	some c in input.storage.claims
+	c.found
+	is_object(c.storageClass)
+	c.storageClass.found
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-001: volume stored unencrypted
+# ---------------------------------------------------------------------------------------------
+
+unencrypted_reason(sc) := "EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account" if {
+	sc.provisioner in lib.aws_ebs_provisioners
+	lib.sc_param(sc, "encrypted") != "true"
+}
+
+unencrypted_reason(sc) := "Ceph RBD images are written in clear to the Ceph cluster" if {
+	sc.provisioner in lib.ceph_rbd_provisioners
+	lib.sc_param(sc, "encrypted") != "true"
+}
+
+findings contains f if {
+	storage_checked
+	some c in resolved_claims
+	reason := unencrypted_reason(c.storageClass)
+	f := {
+		"id": "ENC-001",
+		"message": sprintf(
+			"%s is provisioned by %s without encrypted: \"true\": %s",
+			[lib.claim_desc(c), sc_desc(c.storageClass), reason],
+		),
+		"evidence": [lib.claim_ref(c), sc_ref(c.storageClass)],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-002: encrypted, but with the provider's key rather than a customer-managed one
+# ---------------------------------------------------------------------------------------------
+
+provider_key_reason(sc) := "encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set" if {
+	sc.provisioner in lib.aws_ebs_provisioners
+	lib.sc_param(sc, "encrypted") == "true"
+	not lib.sc_param_set(sc, "kmsKeyId")
+}
+
+provider_key_reason(sc) := "encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set" if {
+	sc.provisioner in lib.gce_pd_provisioners
+	not lib.sc_param_set(sc, "disk-encryption-kms-key")
+}
+
+provider_key_reason(sc) := "encrypted with a platform-managed key because no diskEncryptionSetID is set" if {
+	sc.provisioner in lib.azure_disk_provisioners
+	not lib.sc_param_set(sc, "diskEncryptionSetID")
+}
+
+findings contains f if {
+	storage_checked
+	some c in resolved_claims
+	reason := provider_key_reason(c.storageClass)
+	f := {
+		"id": "ENC-002",
+		"message": sprintf(
+			"%s uses %s, %s: the key cannot be rotated, audited or revoked by you",
+			[lib.claim_desc(c), sc_desc(c.storageClass), reason],
+		),
+		"evidence": [lib.claim_ref(c), sc_ref(c.storageClass)],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-003: encryption at rest cannot be verified
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	storage_checked
+	some c in input.storage.claims
+	not c.found
+	f := {
+		"id": "ENC-003",
+		"message": sprintf("%s is used by the pod template but was not found, so its encryption cannot be verified", [lib.claim_desc(c)]),
+		"evidence": [lib.claim_ref(c)],
+	}
+}
+
+findings contains f if {
+	storage_checked
+	some c in input.storage.claims
+	c.found
+	not is_object(c.storageClass)
+	f := {
+		"id": "ENC-003",
+		"message": sprintf(
+			"%s has no StorageClass (a pre-provisioned volume, or no default class), so its encryption cannot be verified",
+			[lib.claim_desc(c)],
+		),
+		"evidence": [lib.claim_ref(c)],
+	}
+}
+
+findings contains f if {
+	storage_checked
+	some c in input.storage.claims
+	c.found
+	is_object(c.storageClass)
+	not c.storageClass.found
+	f := {
+		"id": "ENC-003",
+		"message": sprintf(
+			"%s names StorageClass %s, which does not exist, so its encryption cannot be verified",
+			[lib.claim_desc(c), c.storageClass.name],
+		),
+		"evidence": [lib.claim_ref(c), sc_ref(c.storageClass)],
+	}
+}
+
+findings contains f if {
+	storage_checked
+	some c in resolved_claims
+	not c.storageClass.provisioner in lib.known_provisioners
+	f := {
+		"id": "ENC-003",
+		"message": sprintf(
+			"%s uses %s, a provisioner whose encryption settings crmrisk cannot read: verify encryption at rest by hand",
+			[lib.claim_desc(c), sc_desc(c.storageClass)],
+		),
+		"evidence": [lib.claim_ref(c), sc_ref(c.storageClass)],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-004: Ingress serving the workload over plain HTTP
+# ---------------------------------------------------------------------------------------------
+
+# A TLS host covers a rule host exactly or as a one-label wildcard (*.example.com); "*" stands
+# for a spec.tls entry without hosts, which applies to every host of the Ingress.
+tls_covers(tls_hosts, host) if host in tls_hosts
+
+tls_covers(tls_hosts, _) if "*" in tls_hosts
+
+tls_covers(tls_hosts, host) if {
+	some t in tls_hosts
+	startswith(t, "*.")
+	glob.match(t, ["."], host)
+}
+
+findings contains f if {
+	lib.enabled("encryption", "requireIngressTLS")
+	some ing in input.ingresses
+	count(ing.hosts) > 0
+	plain := sort([h |
+		some h in ing.hosts
+		not tls_covers(ing.tlsHosts, h)
+	])
+	count(plain) > 0
+	f := {
+		"id": "ENC-004",
+		"message": sprintf(
+			"Ingress %s routes %s to %s without TLS: traffic is plain HTTP",
+			[lib.qualified(ing.name), concat(", ", plain), lib.workload_desc],
+		),
+		"evidence": [lib.ref("Ingress", ing.name), lib.workload_ref],
+	}
+}
+
+findings contains f if {
+	lib.enabled("encryption", "requireIngressTLS")
+	some ing in input.ingresses
+	count(ing.hosts) == 0
+	count(ing.tlsHosts) == 0
+	f := {
+		"id": "ENC-004",
+		"message": sprintf(
+			"Ingress %s routes every host to %s and has no TLS section: traffic is plain HTTP",
+			[lib.qualified(ing.name), lib.workload_desc],
+		),
+		"evidence": [lib.ref("Ingress", ing.name), lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-005: PostgreSQL connection without guaranteed TLS
+# ---------------------------------------------------------------------------------------------
+
+db_tls_checked if lib.enabled("encryption", "requireDatabaseTLS")
+
+# Pods in a mesh may get the connection encrypted by the sidecars if the database is meshed too.
+db_tls_likelihood := 2 if mtls
+
+db_tls_likelihood := 3 if not mtls
+
+has_pgsslmode(c) if {
+	some e in object.get(c, "env", [])
+	upper(e.name) == "PGSSLMODE"
+}
+
+findings contains f if {
+	db_tls_checked
+	some c in input.containers
+	some e in lib.literal_env(c)
+	upper(e.name) == "PGSSLMODE"
+	mode := lower(trim_space(e.value))
+	not mode in lib.tls_sslmodes
+	f := {
+		"id": "ENC-005",
+		"message": sprintf(
+			"container %s of %s sets PGSSLMODE=%s: PostgreSQL connections may be unencrypted (only require, verify-ca and verify-full guarantee TLS)",
+			[c.name, lib.workload_desc, mode],
+		),
+		"evidence": [lib.workload_ref],
+		"likelihood": db_tls_likelihood,
+	}
+}
+
+findings contains f if {
+	db_tls_checked
+	some c in input.containers
+	some [where, s] in lib.container_sources(c)
+	some mode in lib.sslmodes(s)
+	not mode in lib.tls_sslmodes
+	f := {
+		"id": "ENC-005",
+		"message": sprintf(
+			"container %s of %s connects to PostgreSQL with sslmode=%s (%s): only require, verify-ca and verify-full guarantee TLS",
+			[c.name, lib.workload_desc, mode, where],
+		),
+		"evidence": [lib.workload_ref],
+		"likelihood": db_tls_likelihood,
+	}
+}
+
+findings contains f if {
+	db_tls_checked
+	some c in input.containers
+	not has_pgsslmode(c)
+	some [where, s] in lib.container_sources(c)
+	lib.is_pg_conn_string(s)
+	count(lib.sslmodes(s)) == 0
+	not lib.jdbc_ssl_true(s)
+	f := {
+		"id": "ENC-005",
+		"message": sprintf(
+			"container %s of %s connects to PostgreSQL (%s) without sslmode or PGSSLMODE: the default, prefer, silently falls back to plaintext",
+			[c.name, lib.workload_desc, where],
+		),
+		"evidence": [lib.workload_ref],
+		"likelihood": db_tls_likelihood,
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-006: credentials in clear in the pod template
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	some c in input.containers
+	some e in lib.literal_env(c)
+	lib.secret_like_name(e.name)
+	not lib.env_reference(e.value)
+	f := {
+		"id": "ENC-006",
+		"message": sprintf(
+			"container %s of %s sets %s to a literal value instead of a secretKeyRef: anyone who can read the %s can read the credential",
+			[c.name, lib.workload_desc, e.name, input.workload.kind],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+findings contains f if {
+	some c in input.containers
+	some [where, s] in lib.container_sources(c)
+	lib.has_url_password(s)
+	f := {
+		"id": "ENC-006",
+		"message": sprintf(
+			"container %s of %s has a password written into a URL (%s) instead of taking it from a Secret",
+			[c.name, lib.workload_desc, where],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-007: confidential workload without mutual TLS
+# ---------------------------------------------------------------------------------------------
+
+# Pod-to-pod traffic is encrypted and authenticated: Istio sidecar with STRICT peer
+# authentication (unset means PERMISSIVE, which still accepts plaintext), or Linkerd.
+mtls if {
+	input.mesh.istio.injected
+	input.mesh.istio.peerAuthenticationMode == "STRICT"
+}
+
+mtls if input.mesh.linkerd.injected
+
+mesh_state := sprintf("its Istio sidecar accepts plaintext (PeerAuthentication mode %s)", [mode]) if {
+	input.mesh.istio.injected
+	mode := object.get(input.mesh.istio, "peerAuthenticationMode", null)
+	mode != "STRICT"
+	mode != null
+}
+
+mesh_state := "its Istio sidecar accepts plaintext (no PeerAuthentication, so PERMISSIVE)" if {
+	input.mesh.istio.injected
+	object.get(input.mesh.istio, "peerAuthenticationMode", null) == null
+}
+
+mesh_state := "its pods are in neither an Istio nor a Linkerd mesh" if {
+	not input.mesh.istio.injected
+	not input.mesh.linkerd.injected
+}
+
+findings contains f if {
+	lib.sensitive_data
+	count(input.services) > 0
+	not mtls
+	f := {
+		"id": "ENC-007",
+		"message": sprintf(
+			"%s holds %s data and is reached through Service %s, but %s: pod-to-pod traffic is not mutually authenticated and encrypted",
+			[lib.workload_desc, input.classification.dataClassification, concat(", ", sort([s.name | some s in input.services])), mesh_state],
+		),
+		"evidence": array.concat([lib.workload_ref], [lib.ref("Service", s.name) | some s in input.services]),
+	}
+}

@@ -1,0 +1,388 @@
+package crmrisk.encryption_test
+
+import rego.v1
+
+import data.crmrisk.encryption
+import data.crmrisk.fixtures_test as fx
+
+run(inp) := fs if {
+	fs := encryption.findings with input as inp
+}
+
+ids(inp) := {f.id | some f in run(inp)}
+
+# The findings of one rule.
+fired(id, inp) := [f |
+	some f in run(inp)
+	f.id == id
+]
+
+fires(id, inp) if count(fired(id, inp)) > 0
+
+# Exactly one finding of rule `id`, whose message contains every string of `words`.
+one(id, inp, words) if {
+	fs := fired(id, inp)
+	print(id, fs)
+	count(fs) == 1
+	every w in words {
+		contains(fs[0].message, w)
+	}
+}
+
+silent(id, inp) if {
+	print(id, ids(inp))
+	not fires(id, inp)
+}
+
+with_claims(claims) := fx.db({"storage": {"claims": claims}})
+
+with_class(provisioner, parameters) := with_claims([fx.template_claim("data", fx.storage_class("sc1", provisioner, parameters))])
+
+# ---------------------------------------------------------------------------------------------
+# hardened inputs
+# ---------------------------------------------------------------------------------------------
+
+test_hardened_database_is_clean if {
+	print(run(fx.hardened))
+	count(run(fx.hardened)) == 0
+}
+
+test_hardened_web_is_clean if {
+	print(run(fx.hardened_web))
+	count(run(fx.hardened_web)) == 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-001 unencrypted volume
+# ---------------------------------------------------------------------------------------------
+
+test_enc001_ebs_csi_without_encrypted if {
+	inp := with_class("ebs.csi.aws.com", {"type": "gp3"})
+	one("ENC-001", inp, ["volumeClaimTemplate data of StatefulSet crm/crm-db", "StorageClass sc1 (ebs.csi.aws.com)"])
+	f := fired("ENC-001", inp)[0]
+	{"kind": "StorageClass", "name": "sc1"} in f.evidence
+	{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"} in f.evidence
+	silent("ENC-002", inp)
+}
+
+test_enc001_in_tree_ebs_encrypted_false if {
+	one("ENC-001", with_class("kubernetes.io/aws-ebs", {"encrypted": "false"}), ["kubernetes.io/aws-ebs"])
+}
+
+test_enc001_ceph_rbd_without_encrypted if {
+	one("ENC-001", with_class("rbd.csi.ceph.com", {"pool": "replicapool"}), ["Ceph RBD"])
+}
+
+test_enc001_ceph_rbd_encrypted if {
+	inp := with_class("rbd.csi.ceph.com", {"encrypted": "true", "encryptionKMSID": "vault-kms"})
+	count(run(inp)) == 0
+}
+
+test_enc001_pvc_volume_names_the_claim if {
+	sc := fx.storage_class("gp2", "kubernetes.io/aws-ebs", {"type": "gp2"})
+	inp := with_claims([fx.volume_claim("uploads", sc)])
+	one("ENC-001", inp, ["PersistentVolumeClaim crm/uploads", "StorageClass gp2"])
+	{"kind": "PersistentVolumeClaim", "namespace": "crm", "name": "uploads"} in fired("ENC-001", inp)[0].evidence
+}
+
+test_enc001_one_finding_per_claim if {
+	sc := fx.storage_class("gp2", "ebs.csi.aws.com", {})
+	inp := with_claims([fx.template_claim("data", sc), fx.template_claim("wal", sc)])
+	count(fired("ENC-001", inp)) == 2
+}
+
+test_enc001_encrypted_true_is_case_insensitive if {
+	silent("ENC-001", with_class("ebs.csi.aws.com", {"encrypted": "True", "kmsKeyId": "alias/crm"}))
+}
+
+test_enc001_off_when_storage_not_required if {
+	inp := object.union(with_class("ebs.csi.aws.com", {}), {"params": {"encryption": {"requireEncryptedStorage": false}}})
+	silent("ENC-001", inp)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-002 provider-managed key
+# ---------------------------------------------------------------------------------------------
+
+test_enc002_ebs_encrypted_without_kms_key if {
+	inp := with_class("ebs.csi.aws.com", {"encrypted": "true"})
+	one("ENC-002", inp, ["aws/ebs", "kmsKeyId"])
+	silent("ENC-001", inp)
+}
+
+test_enc002_gce_pd_without_cmek if {
+	one("ENC-002", with_class("pd.csi.storage.gke.io", {"type": "pd-ssd"}), ["disk-encryption-kms-key"])
+}
+
+test_enc002_gce_pd_with_cmek if {
+	inp := with_class("kubernetes.io/gce-pd", {"disk-encryption-kms-key": "projects/p/locations/l/keyRings/r/cryptoKeys/k"})
+	count(run(inp)) == 0
+}
+
+test_enc002_azure_disk_without_disk_encryption_set if {
+	one("ENC-002", with_class("disk.csi.azure.com", {"skuName": "Premium_LRS"}), ["diskEncryptionSetID"])
+}
+
+test_enc002_azure_disk_with_disk_encryption_set_any_case if {
+	inp := with_class("kubernetes.io/azure-disk", {"DiskEncryptionSetID": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/diskEncryptionSets/d"})
+	count(run(inp)) == 0
+}
+
+test_enc002_off_when_storage_not_required if {
+	inp := object.union(with_class("disk.csi.azure.com", {}), {"params": {"encryption": {"requireEncryptedStorage": false}}})
+	silent("ENC-002", inp)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-003 cannot verify
+# ---------------------------------------------------------------------------------------------
+
+test_enc003_claim_not_found if {
+	claim := {"name": "uploads", "source": "volume", "found": false, "storageClassName": null, "storageClass": null}
+	one("ENC-003", with_claims([claim]), ["PersistentVolumeClaim crm/uploads", "not found"])
+}
+
+test_enc003_no_storage_class if {
+	claim := {"name": "data", "source": "volumeClaimTemplate", "found": true, "storageClassName": null, "storageClass": null}
+	one("ENC-003", with_claims([claim]), ["no StorageClass"])
+}
+
+test_enc003_storage_class_missing if {
+	sc := {"name": "fast", "found": false, "isDefault": false, "provisioner": null, "parameters": {}}
+	inp := with_claims([fx.template_claim("data", sc)])
+	one("ENC-003", inp, ["StorageClass fast", "does not exist"])
+	silent("ENC-001", inp)
+}
+
+test_enc003_unknown_provisioner if {
+	inp := with_class("nfs.csi.k8s.io", {"server": "nfs.local"})
+	one("ENC-003", inp, ["nfs.csi.k8s.io", "verify encryption at rest by hand"])
+	silent("ENC-001", inp)
+	silent("ENC-002", inp)
+}
+
+test_enc003_off_when_storage_not_required if {
+	inp := object.union(with_class("nfs.csi.k8s.io", {}), {"params": {"encryption": {"requireEncryptedStorage": false}}})
+	silent("ENC-003", inp)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-004 Ingress without TLS
+# ---------------------------------------------------------------------------------------------
+
+ingress(hosts, tls_hosts) := fx.web({"ingresses": [{
+	"name": "crm", "className": "nginx", "hosts": hosts,
+	"tlsHosts": tls_hosts, "annotations": {},
+}]})
+
+test_enc004_host_without_tls if {
+	inp := ingress(["crm.example.com", "api.example.com"], ["crm.example.com"])
+	one("ENC-004", inp, ["Ingress crm/crm", "api.example.com", "Deployment crm/crm-web"])
+	f := fired("ENC-004", inp)[0]
+	not contains(f.message, "crm.example.com,")
+	{"kind": "Ingress", "namespace": "crm", "name": "crm"} in f.evidence
+}
+
+test_enc004_no_tls_at_all if {
+	one("ENC-004", ingress(["crm.example.com"], []), ["crm.example.com"])
+}
+
+test_enc004_wildcard_tls_covers_one_label if {
+	silent("ENC-004", ingress(["crm.example.com", "api.example.com"], ["*.example.com"]))
+	one("ENC-004", ingress(["a.b.example.com"], ["*.example.com"]), ["a.b.example.com"])
+}
+
+test_enc004_tls_entry_without_hosts_covers_every_host if {
+	silent("ENC-004", ingress(["crm.example.com", "api.example.com"], ["*"]))
+}
+
+test_enc004_catch_all_rule_without_tls if {
+	one("ENC-004", ingress([], []), ["routes every host"])
+}
+
+test_enc004_catch_all_rule_with_default_certificate if {
+	silent("ENC-004", ingress([], ["crm.example.com"]))
+}
+
+test_enc004_off_when_ingress_tls_not_required if {
+	inp := object.union(ingress(["crm.example.com"], []), {"params": {"encryption": {"requireIngressTLS": false}}})
+	silent("ENC-004", inp)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-005 PostgreSQL connection without TLS
+# ---------------------------------------------------------------------------------------------
+
+client(env, args) := fx.web({"containers": [{
+	"name": "web", "image": "ghcr.io/example/crm-web:1.4.2", "init": false,
+	"readinessProbe": true, "livenessProbe": true, "env": env, "args": args,
+}]})
+
+no_mesh(inp) := object.union(inp, {"mesh": {"istio": {"injected": false, "peerAuthenticationMode": null}}})
+
+test_enc005_pgsslmode_disable if {
+	one("ENC-005", client([fx.env("PGSSLMODE", "disable")], []), ["container web", "PGSSLMODE=disable"])
+}
+
+test_enc005_pgsslmode_prefer_is_not_tls if {
+	one("ENC-005", client([fx.env("PGSSLMODE", "prefer")], []), ["PGSSLMODE=prefer"])
+}
+
+test_enc005_pgsslmode_require if {
+	silent("ENC-005", client([fx.env("PGSSLMODE", "require")], []))
+}
+
+test_enc005_url_sslmode_disable if {
+	inp := client([fx.env("DATABASE_URL", "postgresql://crm@db:5432/crm?sslmode=disable")], [])
+	one("ENC-005", inp, ["sslmode=disable", "env DATABASE_URL"])
+}
+
+test_enc005_url_verify_full if {
+	silent("ENC-005", client([fx.env("DATABASE_URL", "postgres://crm@db/crm?connect_timeout=5&sslmode=verify-full")], []))
+}
+
+test_enc005_keyword_string_in_args if {
+	inp := client([], ["psql", "host=crm-db dbname=crm user=crm sslmode=allow", "-c", "select 1"])
+	one("ENC-005", inp, ["sslmode=allow", "(args)"])
+}
+
+test_enc005_url_without_sslmode_defaults_to_prefer if {
+	inp := client([fx.env("DATABASE_URL", "postgres://crm@crm-db:5432/crm")], [])
+	one("ENC-005", inp, ["without sslmode", "prefer"])
+}
+
+test_enc005_keyword_string_without_sslmode if {
+	one("ENC-005", client([fx.env("PG_DSN", "host=crm-db user=crm dbname=crm")], []), ["env PG_DSN"])
+}
+
+test_enc005_pgsslmode_covers_url_without_sslmode if {
+	inp := client([fx.env("DATABASE_URL", "postgres://crm@crm-db/crm"), fx.env("PGSSLMODE", "verify-ca")], [])
+	silent("ENC-005", inp)
+}
+
+test_enc005_pgsslmode_from_secret_is_trusted if {
+	from_secret := {"name": "PGSSLMODE", "value": null, "fromSecret": {"name": "pg", "key": "sslmode"}, "fromConfigMap": null}
+	silent("ENC-005", client([fx.env("DATABASE_URL", "postgres://crm@crm-db/crm"), from_secret], []))
+}
+
+test_enc005_connection_string_overrides_pgsslmode if {
+	inp := client([fx.env("PGSSLMODE", "verify-full")], ["--dsn=postgres://crm@crm-db/crm?sslmode=disable"])
+	one("ENC-005", inp, ["sslmode=disable"])
+}
+
+test_enc005_jdbc_ssl_true if {
+	silent("ENC-005", client([fx.env("SPRING_DATASOURCE_URL", "jdbc:postgresql://crm-db:5432/crm?ssl=true")], []))
+}
+
+test_enc005_jdbc_without_ssl if {
+	one("ENC-005", client([fx.env("SPRING_DATASOURCE_URL", "jdbc:postgresql://crm-db:5432/crm")], []), ["SPRING_DATASOURCE_URL"])
+}
+
+test_enc005_not_a_database_url if {
+	silent("ENC-005", client([fx.env("REDIS_URL", "redis://cache:6379/0"), fx.env("HOSTNAME_HINT", "host=a")], []))
+}
+
+test_enc005_likelihood_lower_in_a_mesh if {
+	inp := client([fx.env("PGSSLMODE", "disable")], [])
+	fired("ENC-005", inp)[0].likelihood == 2
+	fired("ENC-005", no_mesh(inp))[0].likelihood == 3
+}
+
+test_enc005_message_never_shows_the_connection_string if {
+	inp := client([fx.env("DATABASE_URL", "postgres://crm:hunter2@crm-db/crm?sslmode=disable")], [])
+	fs := run(inp)
+	count(fs) > 0
+	every f in fs {
+		not contains(f.message, "hunter2")
+	}
+}
+
+test_enc005_off_when_database_tls_not_required if {
+	inp := object.union(client([fx.env("PGSSLMODE", "disable")], []), {"params": {"encryption": {"requireDatabaseTLS": false}}})
+	silent("ENC-005", inp)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-006 credentials in clear
+# ---------------------------------------------------------------------------------------------
+
+test_enc006_literal_password if {
+	inp := client([fx.env("DB_PASSWORD", "s3cret!")], [])
+	one("ENC-006", inp, ["container web", "DB_PASSWORD", "secretKeyRef"])
+	not contains(fired("ENC-006", inp)[0].message, "s3cret")
+}
+
+test_enc006_token_and_api_key if {
+	inp := client([fx.env("GITHUB_TOKEN", "ghp_x"), fx.env("STRIPE_API_KEY", "sk_x"), fx.env("jwtSecret", "x")], [])
+	count(fired("ENC-006", inp)) == 2
+}
+
+test_enc006_names_that_are_not_credentials if {
+	inp := client(
+		[
+			fx.env("TOKENIZER_MODEL", "bert"), fx.env("DB_PASSWORD_FILE", "/run/secrets/pw"),
+			fx.env("SECRET_NAME", "crm-db-credentials"), fx.env("DB_PASSWORD", "$(RAW_DB_PASSWORD)"),
+			fx.env("API_TOKEN", ""),
+		],
+		[],
+	)
+	silent("ENC-006", inp)
+}
+
+test_enc006_password_in_url if {
+	inp := client([], ["--database=postgres://crm:hunter2@crm-db/crm?sslmode=verify-full"])
+	one("ENC-006", inp, ["password written into a URL", "(args)"])
+	not contains(fired("ENC-006", inp)[0].message, "hunter2")
+}
+
+test_enc006_url_password_from_env_reference if {
+	silent("ENC-006", client([fx.env("DATABASE_URL", "postgres://crm:$(DB_PASSWORD)@crm-db/crm?sslmode=require")], []))
+}
+
+test_enc006_secret_ref_is_fine if {
+	silent("ENC-006", fx.hardened_web)
+}
+
+# ---------------------------------------------------------------------------------------------
+# ENC-007 no mutual TLS for confidential data
+# ---------------------------------------------------------------------------------------------
+
+mesh(istio_injected, mode, linkerd) := fx.db({"mesh": {
+	"istio": {"injected": istio_injected, "peerAuthenticationMode": mode},
+	"linkerd": {"injected": linkerd},
+}})
+
+test_enc007_no_mesh if {
+	one("ENC-007", mesh(false, null, false), ["confidential", "Service crm-db", "neither an Istio nor a Linkerd mesh"])
+}
+
+test_enc007_istio_permissive if {
+	one("ENC-007", mesh(true, "PERMISSIVE", false), ["PeerAuthentication mode PERMISSIVE"])
+}
+
+test_enc007_istio_without_peer_authentication if {
+	one("ENC-007", mesh(true, null, false), ["no PeerAuthentication"])
+}
+
+test_enc007_strict_peer_authentication_without_sidecar if {
+	one("ENC-007", mesh(false, "STRICT", false), ["neither"])
+}
+
+test_enc007_istio_strict if {
+	silent("ENC-007", mesh(true, "STRICT", false))
+}
+
+test_enc007_linkerd if {
+	silent("ENC-007", mesh(false, null, true))
+}
+
+test_enc007_only_for_confidential_or_restricted if {
+	inp := object.union(mesh(false, null, false), {"classification": {"dataClassification": "internal"}})
+	silent("ENC-007", inp)
+	restricted := object.union(mesh(false, null, false), {"classification": {"dataClassification": "restricted"}})
+	one("ENC-007", restricted, ["restricted"])
+}
+
+test_enc007_only_when_reached_through_a_service if {
+	silent("ENC-007", object.union(mesh(false, null, false), {"services": []}))
+}

@@ -1,0 +1,287 @@
+# Helpers shared by the area packages (crmrisk.encryption, crmrisk.backups, crmrisk.rbac,
+# crmrisk.disaster_recovery). Everything here reads the input document described in
+# policies/README.md; nothing here emits findings.
+package crmrisk.lib
+
+import rego.v1
+
+# ---------------------------------------------------------------------------------------------
+# The workload and evidence references
+# ---------------------------------------------------------------------------------------------
+
+# Evidence pointing at the workload itself.
+workload_ref := {
+	"kind": input.workload.kind,
+	"namespace": input.workload.namespace,
+	"name": input.workload.name,
+}
+
+# "StatefulSet crm/crm-db", for messages.
+workload_desc := sprintf("%s %s/%s", [input.workload.kind, input.workload.namespace, input.workload.name])
+
+# Evidence for a namespaced object in the workload's namespace.
+ref(kind, name) := {"kind": kind, "namespace": input.workload.namespace, "name": name}
+
+# Evidence for a namespaced object in another namespace (Velero Schedules live in `velero`).
+ns_ref(kind, namespace, name) := {"kind": kind, "namespace": namespace, "name": name}
+
+# Evidence for a cluster-scoped object (StorageClass, ClusterRole, ClusterRoleBinding).
+cluster_ref(kind, name) := {"kind": kind, "name": name}
+
+# "crm/data", for messages about objects in the workload's namespace.
+qualified(name) := sprintf("%s/%s", [input.workload.namespace, name])
+
+is_database if input.workload.isDatabase == true
+
+has_claims if count(input.storage.claims) > 0
+
+# Keeps state worth backing up: persistent volumes, or it is a database.
+is_stateful if has_claims
+
+is_stateful if is_database
+
+# `replicas` is null for DaemonSet and CronJob, which have no replica count.
+has_replicas if is_number(input.workload.replicas)
+
+replicated if {
+	has_replicas
+	input.workload.replicas > 1
+}
+
+# The workload holds confidential or restricted data.
+sensitive_data if input.classification.dataClassification in {"confidential", "restricted"}
+
+# Containers that run for the pod's whole life (init containers excluded).
+main_containers contains c if {
+	some c in input.containers
+	not c.init
+}
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+# ---------------------------------------------------------------------------------------------
+
+# The parameters of one area (`encryption`, `backups`, `rbac`, `disasterRecovery`).
+params(area) := object.get(object.get(input, "params", {}), area, {})
+
+# A boolean check is on unless its parameter is explicitly false.
+enabled(area, name) if object.get(params(area), name, true) != false
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+# ---------------------------------------------------------------------------------------------
+
+# "PersistentVolumeClaim crm/data" or "volumeClaimTemplate data of StatefulSet crm/crm-db".
+claim_desc(c) := sprintf("PersistentVolumeClaim %s", [qualified(c.name)]) if c.source == "volume"
+
+claim_desc(c) := sprintf("volumeClaimTemplate %s of %s", [c.name, workload_desc]) if c.source != "volume"
+
+# PVCs created from a volumeClaimTemplate are named per replica: point at the workload instead.
+claim_ref(c) := ref("PersistentVolumeClaim", c.name) if c.source == "volume"
+
+claim_ref(c) := workload_ref if c.source != "volume"
+
+# StorageClass parameter as a lower-case string, keys matched case-insensitively (the Azure
+# driver accepts both diskEncryptionSetID and DiskEncryptionSetID); "" when unset.
+sc_param(sc, key) := value if {
+	values := sort([sprintf("%v", [v]) |
+		some k, v in object.get(sc, "parameters", {})
+		lower(k) == lower(key)
+	])
+	count(values) > 0
+	value := trim_space(lower(values[0]))
+} else := ""
+
+# A parameter that is set to something non-empty.
+sc_param_set(sc, key) if sc_param(sc, key) != ""
+
+aws_ebs_provisioners := {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
+
+gce_pd_provisioners := {"pd.csi.storage.gke.io", "kubernetes.io/gce-pd"}
+
+azure_disk_provisioners := {"disk.csi.azure.com", "kubernetes.io/azure-disk"}
+
+ceph_rbd_provisioners := {"rbd.csi.ceph.com", "kubernetes.io/rbd"}
+
+# Provisioners whose encryption parameters the encryption rules understand.
+known_provisioners := ((aws_ebs_provisioners | gce_pd_provisioners) | azure_disk_provisioners) | ceph_rbd_provisioners
+
+# ---------------------------------------------------------------------------------------------
+# Strings: environment, connection strings, secrets
+#
+# regorus builds the regex crate without its Unicode tables: no (?i), \s, \d, \w or \b in
+# patterns. Match on lower()/upper() of the string with explicit ASCII classes instead.
+# ---------------------------------------------------------------------------------------------
+
+# Environment variables with a literal value (not from a Secret or ConfigMap).
+literal_env(c) := [e |
+	some e in object.get(c, "env", [])
+	is_string(e.value)
+	e.value != ""
+]
+
+# Every literal string a container carries, as [where, string]: env values ("env DATABASE_URL")
+# and command/args ("args"). Messages name the place, never the string (it may hold a password).
+container_sources(c) := env_sources | arg_sources if {
+	env_sources := {[sprintf("env %s", [e.name]), e.value] | some e in literal_env(c)}
+	arg_sources := {["args", a] |
+		some a in object.get(c, "args", [])
+		is_string(a)
+	}
+}
+
+# sslmode values that make libpq encrypt for sure; `prefer` (the default) and `allow` fall back
+# to plaintext, `disable` never encrypts.
+tls_sslmodes := {"require", "verify-ca", "verify-full"}
+
+# sslmode values written in a connection string: keyword/value ("sslmode=disable"),
+# URL query ("?sslmode=disable") or JDBC ("jdbc:postgresql://h/db?sslmode=prefer").
+sslmodes(s) := {mode |
+	some hit in regex.find_n(`sslmode[ \t]*=[ \t]*'?[a-z-]+`, lower(s), -1)
+	mode := regex.replace(hit, `^sslmode[ \t]*=[ \t]*'?`, "")
+}
+
+# A PostgreSQL connection string: a postgres:// or postgresql:// URL (JDBC included), or a
+# libpq keyword/value string naming a host and a database or user.
+is_pg_conn_string(s) if regex.match(`postgres(ql)?://`, lower(s))
+
+is_pg_conn_string(s) if {
+	regex.match(`(^|[ \t])(host|hostaddr)[ \t]*=[ \t]*[^ \t]`, lower(s))
+	regex.match(`(^|[ \t])(dbname|user)[ \t]*=[ \t]*[^ \t]`, lower(s))
+}
+
+# JDBC's ssl=true means verify-full when no sslmode is given.
+jdbc_ssl_true(s) if regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lower(s))
+
+# A URL that carries a literal password: scheme://user:password@host (not a $(VAR) reference).
+has_url_password(s) if regex.match(`[A-Za-z][A-Za-z0-9+.-]*://[^/ \t:@]+:[^/ \t@$][^/ \t@]*@`, s)
+
+# Names that say "credential": PASSWORD anywhere, the shorter words only as a whole
+# underscore-separated part (so TOKENIZER_MODEL is not a token).
+secret_name_pattern := `(PASSWORD|PASSWD|(^|_)(PASS|PWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|SECRET_?KEY|ACCESS_?KEY|CREDENTIALS?)(_|$))`
+
+# Names that hold a pointer to a secret, or a setting about it, rather than the secret itself.
+secret_pointer_suffixes := {"_FILE", "_PATH", "_DIR", "_NAME", "_REF", "_TTL", "_EXPIRY", "_LENGTH", "_ENABLED"}
+
+# An environment variable name that looks like it holds a credential.
+secret_like_name(name) if {
+	regex.match(secret_name_pattern, upper(name))
+	not strings.any_suffix_match(upper(name), secret_pointer_suffixes)
+}
+
+# A value that is really a reference to another variable: "$(DB_PASSWORD)".
+env_reference(v) if regex.match(`^\$\([A-Za-z_][A-Za-z0-9_]*\)$`, v)
+
+# ---------------------------------------------------------------------------------------------
+# RBAC
+# ---------------------------------------------------------------------------------------------
+
+# Evidence for a binding (RoleBinding namespaced, ClusterRoleBinding cluster-scoped).
+binding_ref(b) := cluster_ref(b.kind, b.name) if b.kind == "ClusterRoleBinding"
+
+binding_ref(b) := ns_ref(b.kind, b.namespace, b.name) if b.kind != "ClusterRoleBinding"
+
+# Evidence for the role a binding grants.
+role_ref(b) := cluster_ref("ClusterRole", b.roleRef.name) if b.roleRef.kind == "ClusterRole"
+
+role_ref(b) := ns_ref("Role", b.namespace, b.roleRef.name) if b.roleRef.kind != "ClusterRole"
+
+# "ClusterRoleBinding crm-admin" / "RoleBinding crm/crm-reader".
+binding_desc(b) := sprintf("ClusterRoleBinding %s", [b.name]) if b.kind == "ClusterRoleBinding"
+
+binding_desc(b) := sprintf("RoleBinding %s/%s", [b.namespace, b.name]) if b.kind != "ClusterRoleBinding"
+
+role_desc(b) := sprintf("%s %s", [b.roleRef.kind, b.roleRef.name])
+
+binds_cluster_admin(b) if {
+	b.roleRef.kind == "ClusterRole"
+	b.roleRef.name == "cluster-admin"
+}
+
+# Where a binding's rules apply: "cluster-wide" or "in namespace crm".
+binding_scope(b) := "cluster-wide" if b.clusterWide
+
+binding_scope(b) := sprintf("in namespace %s", [b.namespace]) if not b.clusterWide
+
+# A policy rule with a wildcard in its verbs or resources.
+wildcard_rule(r) if "*" in r.verbs
+
+wildcard_rule(r) if "*" in r.resources
+
+# Does the rule grant `verb` on `resource` (in `group`), with wildcards honoured?
+grants(r, group, resource, verb) if {
+	some g in r.apiGroups
+	g in {group, "*"}
+	some res in r.resources
+	res in {resource, "*"}
+	some v in r.verbs
+	v in {verb, "*"}
+}
+
+# Rule applies to every object of the resource (no resourceNames restriction).
+unrestricted(r) if count(object.get(r, "resourceNames", [])) == 0
+
+# A rule in the form "verbs on resources", for messages: "get,list on secrets".
+rule_desc(r) := sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)])
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+# ---------------------------------------------------------------------------------------------
+
+zone_keys := {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"}
+
+# Replicas are spread over zones by a topology spread constraint or a pod anti-affinity term
+# (required or preferred) on the zone key.
+pod_spec := object.get(input, ["workload", "podSpec"], {})
+
+zone_spread if {
+	some tsc in object.get(pod_spec, "topologySpreadConstraints", [])
+	tsc.topologyKey in zone_keys
+}
+
+zone_spread if {
+	some term in object.get(pod_spec, ["affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"], [])
+	term.topologyKey in zone_keys
+}
+
+zone_spread if {
+	some w in object.get(pod_spec, ["affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution"], [])
+	w.podAffinityTerm.topologyKey in zone_keys
+}
+
+# ---------------------------------------------------------------------------------------------
+# Databases
+# ---------------------------------------------------------------------------------------------
+
+database_image_words := {
+	"postgres", "postgis", "timescale", "mysql", "mariadb", "percona", "mongo", "redis", "valkey",
+	"keydb", "cassandra", "scylla", "elasticsearch", "opensearch", "cockroach", "clickhouse",
+	"couchdb", "neo4j", "etcd", "zookeeper", "memcached", "influxdb", "questdb", "yugabyte",
+	"mssql", "oracle", "db2", "supabase", "patroni", "spilo",
+}
+
+# Sidecars named after the database they watch (postgres-exporter) are not the database.
+database_image(image) if {
+	some word in database_image_words
+	contains(lower(image), word)
+	not contains(lower(image), "exporter")
+}
+
+# The containers of a database workload that run the database: those whose image looks like one,
+# or every main container when none does.
+database_containers contains c if {
+	is_database
+	some c in main_containers
+	database_image(c.image)
+}
+
+database_containers contains c if {
+	is_database
+	not any_database_image
+	some c in main_containers
+}
+
+any_database_image if {
+	some c in main_containers
+	database_image(c.image)
+}

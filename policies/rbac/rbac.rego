@@ -1,0 +1,259 @@
+# RBAC and access: what the workload's ServiceAccount can do through its bindings, whether its
+# token is mounted at all, and whether a database is open to every pod on the network.
+package crmrisk.rbac
+
+import rego.v1
+
+import data.crmrisk.lib
+
+sa := input.serviceAccount
+
+sa_desc := sprintf("ServiceAccount %s", [lib.qualified(sa.name)])
+
+sa_ref := lib.ref("ServiceAccount", sa.name)
+
+binding_evidence(b) := [sa_ref, lib.binding_ref(b), lib.role_ref(b)]
+
+# Bindings RBAC-001 reports; the narrower RBAC rules skip them.
+admin_binding(b) if {
+	lib.enabled("rbac", "forbidClusterAdmin")
+	lib.binds_cluster_admin(b)
+}
+
+wildcards_checked if lib.enabled("rbac", "forbidWildcards")
+
+# Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them.
+wildcard_reported(r) if {
+	wildcards_checked
+	lib.wildcard_rule(r)
+}
+
+# Impact raised to the maximum for grants that apply in every namespace.
+cluster_wide_extra(b) := {"impact": 5} if b.clusterWide
+
+cluster_wide_extra(b) := {} if not b.clusterWide
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-001: bound to cluster-admin
+# ---------------------------------------------------------------------------------------------
+
+# A RoleBinding to cluster-admin is "only" admin of one namespace.
+admin_extra(b) := {} if b.clusterWide
+
+admin_extra(b) := {"impact": 4} if not b.clusterWide
+
+findings contains f if {
+	some b in input.rbac.bindings
+	admin_binding(b)
+	f := object.union(
+		{
+			"id": "RBAC-001",
+			"message": sprintf(
+				"%s used by %s is bound to ClusterRole cluster-admin by %s: it can do anything %s",
+				[sa_desc, lib.workload_desc, lib.binding_desc(b), lib.binding_scope(b)],
+			),
+			"evidence": binding_evidence(b),
+		},
+		admin_extra(b),
+	)
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-002: wildcard verbs or resources
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	wildcards_checked
+	some b in input.rbac.bindings
+	not admin_binding(b)
+	rules := sort([lib.rule_desc(r) |
+		some r in b.rules
+		lib.wildcard_rule(r)
+	])
+	count(rules) > 0
+	f := object.union(
+		{
+			"id": "RBAC-002",
+			"message": sprintf(
+				"%s used by %s gets wildcard permissions %s through %s (%s): %s",
+				[sa_desc, lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+			),
+			"evidence": binding_evidence(b),
+		},
+		cluster_wide_extra(b),
+	)
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-003: can read every Secret
+# ---------------------------------------------------------------------------------------------
+
+secret_read_rule(r) if {
+	lib.unrestricted(r)
+	some verb in ["get", "list", "watch"]
+	lib.grants(r, "", "secrets", verb)
+}
+
+findings contains f if {
+	lib.enabled("rbac", "forbidSecretReadAll")
+	some b in input.rbac.bindings
+	not admin_binding(b)
+	rules := sort([lib.rule_desc(r) |
+		some r in b.rules
+		secret_read_rule(r)
+		not wildcard_reported(r)
+	])
+	count(rules) > 0
+	f := object.union(
+		{
+			"id": "RBAC-003",
+			"message": sprintf(
+				"%s used by %s can read every Secret %s through %s (%s: %s)",
+				[sa_desc, lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+			),
+			"evidence": binding_evidence(b),
+		},
+		cluster_wide_extra(b),
+	)
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-004: default ServiceAccount with its token mounted
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.enabled("rbac", "forbidTokenAutomount")
+	sa.isDefault
+	sa.automountToken
+	f := {
+		"id": "RBAC-004",
+		"message": sprintf(
+			"%s runs as the default ServiceAccount of namespace %s with its API token mounted: every pod of the namespace shares that identity, and a compromised container can use it",
+			[lib.workload_desc, input.workload.namespace],
+		),
+		"evidence": [sa_ref, lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-005: token mounted though no binding grants it anything
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	lib.enabled("rbac", "forbidTokenAutomount")
+	not sa.isDefault
+	sa.found
+	sa.automountToken
+	count(input.rbac.bindings) == 0
+	f := {
+		"id": "RBAC-005",
+		"message": sprintf(
+			"%s mounts the API token of %s although no RoleBinding or ClusterRoleBinding grants it anything: set automountServiceAccountToken: false",
+			[lib.workload_desc, sa_desc],
+		),
+		"evidence": [sa_ref, lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-006: permissions that lead to more permissions
+# ---------------------------------------------------------------------------------------------
+
+escalation_grants := [
+	{"group": "", "resource": "pods/exec", "verb": "create", "what": "exec into pods"},
+	{"group": "", "resource": "pods/attach", "verb": "create", "what": "attach to pods"},
+	{"group": "", "resource": "pods", "verb": "create", "what": "create pods running as any ServiceAccount of the namespace"},
+	{"group": "", "resource": "serviceaccounts/token", "verb": "create", "what": "mint ServiceAccount tokens"},
+	{"group": "", "resource": "nodes/proxy", "verb": "get", "what": "reach the kubelet API through nodes/proxy"},
+	{"group": "", "resource": "serviceaccounts", "verb": "impersonate", "what": "impersonate ServiceAccounts"},
+	{"group": "", "resource": "users", "verb": "impersonate", "what": "impersonate users"},
+	{"group": "", "resource": "groups", "verb": "impersonate", "what": "impersonate groups"},
+	{"group": "rbac.authorization.k8s.io", "resource": "roles", "verb": "escalate", "what": "escalate Roles"},
+	{"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "escalate", "what": "escalate ClusterRoles"},
+	{"group": "rbac.authorization.k8s.io", "resource": "roles", "verb": "bind", "what": "bind any Role"},
+	{"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "bind", "what": "bind any ClusterRole"},
+]
+
+findings contains f if {
+	some b in input.rbac.bindings
+	not admin_binding(b)
+	whats := sort({g.what |
+		some g in escalation_grants
+		some r in b.rules
+		not wildcard_reported(r)
+		lib.grants(r, g.group, g.resource, g.verb)
+	})
+	count(whats) > 0
+	f := object.union(
+		{
+			"id": "RBAC-006",
+			"message": sprintf(
+				"%s used by %s can %s %s through %s (%s): each is a path to more privileges than the role grants",
+				[sa_desc, lib.workload_desc, concat(", ", whats), lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b)],
+			),
+			"evidence": binding_evidence(b),
+		},
+		cluster_wide_extra(b),
+	)
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-007: binding to a role that does not exist
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	some b in input.rbac.bindings
+	not b.roleFound
+	f := {
+		"id": "RBAC-007",
+		"message": sprintf(
+			"%s binds %s to %s, which does not exist: whoever creates a role of that name later grants it to %s",
+			[lib.binding_desc(b), sa_desc, lib.role_desc(b), lib.workload_desc],
+		),
+		"evidence": binding_evidence(b),
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-008: ServiceAccount missing
+# ---------------------------------------------------------------------------------------------
+
+findings contains f if {
+	not sa.found
+	f := {
+		"id": "RBAC-008",
+		"message": sprintf(
+			"%s runs as %s, which does not exist: new pods are rejected until it is created, and whoever creates it decides what they may do",
+			[lib.workload_desc, sa_desc],
+		),
+		"evidence": [sa_ref, lib.workload_ref],
+	}
+}
+
+# ---------------------------------------------------------------------------------------------
+# RBAC-009: database open to every pod
+# ---------------------------------------------------------------------------------------------
+
+# policyTypes defaults to ["Ingress"] (plus Egress when egress rules exist) when unset.
+policy_types(np) := np.policyTypes if {
+	is_array(np.policyTypes)
+	count(np.policyTypes) > 0
+} else := ["Ingress"]
+
+ingress_restricted if {
+	some np in input.networkPolicies
+	"Ingress" in policy_types(np)
+}
+
+findings contains f if {
+	lib.is_database
+	not ingress_restricted
+	f := {
+		"id": "RBAC-009",
+		"message": sprintf(
+			"%s is a database but no NetworkPolicy restricts ingress to its pods: any pod in the cluster can connect to it",
+			[lib.workload_desc],
+		),
+		"evidence": [lib.workload_ref],
+	}
+}
