@@ -7,8 +7,13 @@
 pub mod api;
 pub mod assess;
 pub mod cli;
+pub mod cluster;
 pub mod context;
+pub mod controller;
 pub mod engine;
 pub mod model;
 pub mod risk;
+pub mod run;
 pub mod scan;
+pub mod telemetry;
+pub mod leader;

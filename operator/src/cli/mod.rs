@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster config).
-    Run,
+    Run(crate::run::RunArgs),
     /// Scan manifest files offline and print the risk of each workload.
     ///
     /// Exit codes: 0 every workload is within tolerance; 1 some workload is above its policy's
@@ -62,15 +62,29 @@ pub struct TestArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run => {
-            eprintln!("error: `crmrisk run` is not implemented yet");
-            ExitCode::from(2)
-        }
+        Command::Run(args) => run(args),
         Command::Scan(args) => scan(args),
         Command::Test(args) => test(args),
         Command::Crd => {
             print!("{}", crate::api::crds_yaml());
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(args: crate::run::RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(crate::run::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

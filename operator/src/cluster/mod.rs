@@ -1,0 +1,252 @@
+//! The cluster index: the only place that knows the cluster. It keeps one watch-fed store per
+//! kind, answers the context builder's lookups ([`ObjectSource`]), and turns every change into
+//! the set of workloads it can affect ([`Affected`]) so that a change re-evaluates only those.
+
+mod affects;
+mod optional;
+mod store;
+mod watch;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::core::DynamicObject;
+use tokio::sync::Notify;
+
+pub use affects::Affected;
+pub use optional::{OptionalKind, spawn_discovery};
+pub use store::{Diff, Key, KindStore};
+pub use watch::{WatchError, spawn_watchers};
+
+use crate::api::{CRMRiskException, CRMRiskReport};
+use crate::context::{BackupTools, ObjectSource, Workload};
+use crate::model::WorkloadRef;
+
+/// Workloads and namespaces that changed since the controller last looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Re-evaluate everything (a cluster-wide object changed, or a relist).
+    pub all: bool,
+    pub namespaces: BTreeSet<String>,
+    pub workloads: BTreeSet<WorkloadRef>,
+}
+
+impl Dirty {
+    pub fn add(&mut self, affected: Affected) {
+        match affected {
+            Affected::Nothing => {}
+            Affected::All => self.all = true,
+            Affected::Namespace(ns) => {
+                self.namespaces.insert(ns);
+            }
+            Affected::Namespaces(nss) => self.namespaces.extend(nss),
+            Affected::Workload(w) => {
+                self.workloads.insert(w);
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Dirty) {
+        self.all |= other.all;
+        self.namespaces.extend(other.namespaces.iter().cloned());
+        self.workloads.extend(other.workloads.iter().cloned());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.namespaces.is_empty() && self.workloads.is_empty()
+    }
+}
+
+/// Watch-fed stores of everything the context builder reads, plus the operator's own objects.
+#[derive(Default)]
+pub struct ClusterIndex {
+    pub workloads: KindStore<Workload>,
+    pub namespaces: KindStore<Namespace>,
+    pub service_accounts: KindStore<ServiceAccount>,
+    pub roles: KindStore<Role>,
+    pub role_bindings: KindStore<RoleBinding>,
+    pub cluster_roles: KindStore<ClusterRole>,
+    pub cluster_role_bindings: KindStore<ClusterRoleBinding>,
+    pub pvcs: KindStore<PersistentVolumeClaim>,
+    pub storage_classes: KindStore<StorageClass>,
+    pub services: KindStore<Service>,
+    pub ingresses: KindStore<Ingress>,
+    pub network_policies: KindStore<NetworkPolicy>,
+    pub pdbs: KindStore<PodDisruptionBudget>,
+    pub exceptions: KindStore<CRMRiskException>,
+    pub reports: KindStore<CRMRiskReport>,
+    pub velero_schedules: KindStore<DynamicObject>,
+    pub velero_locations: KindStore<DynamicObject>,
+    pub cnpg_clusters: KindStore<DynamicObject>,
+    pub cnpg_scheduled_backups: KindStore<DynamicObject>,
+    pub peer_authentications: KindStore<DynamicObject>,
+    velero_installed: AtomicBool,
+    cnpg_installed: AtomicBool,
+    pending: Mutex<Dirty>,
+    changed: Notify,
+    /// Objects that could not be read (e.g. a workload whose spec the builder rejects), with why.
+    invalid: Mutex<Vec<(ObjectReference, String)>>,
+}
+
+impl ClusterIndex {
+    pub fn new() -> Arc<ClusterIndex> {
+        Arc::new(ClusterIndex::default())
+    }
+
+    /// Record what a change affects and wake the controller.
+    pub fn mark(&self, affected: Affected) {
+        if matches!(affected, Affected::Nothing) {
+            return;
+        }
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).add(affected);
+        self.changed.notify_one();
+    }
+
+    /// Wait until something changed, then take it.
+    pub async fn next_dirty(&self) -> Dirty {
+        loop {
+            {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if !pending.is_empty() {
+                    return std::mem::take(&mut *pending);
+                }
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    pub fn set_installed(&self, kind: OptionalKind, installed: bool) {
+        match kind {
+            OptionalKind::VeleroSchedule => self.velero_installed.store(installed, Ordering::Release),
+            OptionalKind::CnpgCluster => self.cnpg_installed.store(installed, Ordering::Release),
+            _ => {}
+        }
+    }
+
+    /// Remember an object that could not be used, for Events and logs.
+    pub fn record_invalid(&self, object: ObjectReference, reason: String) {
+        let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+        invalid.push((object, reason));
+    }
+
+    /// Take the objects recorded as invalid since the last call.
+    pub fn take_invalid(&self) -> Vec<(ObjectReference, String)> {
+        std::mem::take(&mut *self.invalid.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Every workload in the given namespaces, or all.
+    pub fn workloads_in(&self, dirty: &Dirty) -> Vec<Arc<Workload>> {
+        if dirty.all {
+            return self.workloads.list();
+        }
+        let mut out: Vec<Arc<Workload>> = Vec::new();
+        for ns in &dirty.namespaces {
+            out.extend(self.workloads.list_namespace(ns));
+        }
+        for w in &dirty.workloads {
+            if dirty.namespaces.contains(&w.namespace) {
+                continue;
+            }
+            if let Some(found) = self.workloads.get(&w.namespace, &workload_key(w.kind.as_str(), &w.name)) {
+                out.push(found);
+            }
+        }
+        out
+    }
+
+    /// True when the stores every evaluation needs have been listed once.
+    pub fn core_synced(&self) -> bool {
+        self.workloads.is_synced()
+            && self.namespaces.is_synced()
+            && self.service_accounts.is_synced()
+            && self.role_bindings.is_synced()
+            && self.cluster_role_bindings.is_synced()
+            && self.roles.is_synced()
+            && self.cluster_roles.is_synced()
+            && self.pvcs.is_synced()
+            && self.storage_classes.is_synced()
+            && self.services.is_synced()
+            && self.ingresses.is_synced()
+            && self.network_policies.is_synced()
+            && self.pdbs.is_synced()
+            && self.exceptions.is_synced()
+            && self.reports.is_synced()
+    }
+}
+
+/// Store key of a workload within its namespace: `Kind/name` (kinds share one store).
+pub fn workload_key(kind: &str, name: &str) -> String {
+    format!("{kind}/{name}")
+}
+
+impl ObjectSource for ClusterIndex {
+    fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.get("", name)
+    }
+    fn service_account(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccount>> {
+        self.service_accounts.get(namespace, name)
+    }
+    fn role_bindings(&self, namespace: &str) -> Vec<Arc<RoleBinding>> {
+        self.role_bindings.list_namespace(namespace)
+    }
+    fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>> {
+        self.cluster_role_bindings.list()
+    }
+    fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>> {
+        self.roles.get(namespace, name)
+    }
+    fn cluster_role(&self, name: &str) -> Option<Arc<ClusterRole>> {
+        self.cluster_roles.get("", name)
+    }
+    fn cluster_roles(&self) -> Vec<Arc<ClusterRole>> {
+        self.cluster_roles.list()
+    }
+    fn pvc(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.pvcs.get(namespace, name)
+    }
+    fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>> {
+        self.storage_classes.get("", name)
+    }
+    fn storage_classes(&self) -> Vec<Arc<StorageClass>> {
+        self.storage_classes.list()
+    }
+    fn services(&self, namespace: &str) -> Vec<Arc<Service>> {
+        self.services.list_namespace(namespace)
+    }
+    fn ingresses(&self, namespace: &str) -> Vec<Arc<Ingress>> {
+        self.ingresses.list_namespace(namespace)
+    }
+    fn network_policies(&self, namespace: &str) -> Vec<Arc<NetworkPolicy>> {
+        self.network_policies.list_namespace(namespace)
+    }
+    fn pod_disruption_budgets(&self, namespace: &str) -> Vec<Arc<PodDisruptionBudget>> {
+        self.pdbs.list_namespace(namespace)
+    }
+    fn velero_schedules(&self) -> Vec<Arc<DynamicObject>> {
+        self.velero_schedules.list()
+    }
+    fn velero_backup_storage_location(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        self.velero_locations.get(namespace, name)
+    }
+    fn cnpg_clusters(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        self.cnpg_clusters.list_namespace(namespace)
+    }
+    fn cnpg_scheduled_backups(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        self.cnpg_scheduled_backups.list_namespace(namespace)
+    }
+    fn istio_peer_authentications(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        self.peer_authentications.list_namespace(namespace)
+    }
+    fn backup_tools(&self) -> BackupTools {
+        BackupTools {
+            velero: self.velero_installed.load(Ordering::Acquire),
+            cnpg: self.cnpg_installed.load(Ordering::Acquire),
+        }
+    }
+}
