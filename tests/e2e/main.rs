@@ -1,4 +1,5 @@
 //! End-to-end tests against a real kube-apiserver, etcd and kube-controller-manager
 //! (see `tests/support`). One binary, so the control plane starts once per run.
 
+mod operator;
 mod testbed;

@@ -26,7 +26,7 @@ pub use watch::{WatchError, spawn_watchers};
 
 use crate::api::{CRMRiskException, CRMRiskReport};
 use crate::context::{BackupTools, ObjectSource, Workload};
-use crate::model::WorkloadRef;
+use crate::model::{WorkloadKind, WorkloadRef};
 
 /// Workloads and namespaces that changed since the controller last looked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +66,11 @@ impl Dirty {
 /// Watch-fed stores of everything the context builder reads, plus the operator's own objects.
 #[derive(Default)]
 pub struct ClusterIndex {
-    pub workloads: KindStore<Workload>,
+    /// One store per workload kind: each watcher swaps in its own list on a relist.
+    pub deployments: KindStore<Workload>,
+    pub stateful_sets: KindStore<Workload>,
+    pub daemon_sets: KindStore<Workload>,
+    pub cron_jobs: KindStore<Workload>,
     pub namespaces: KindStore<Namespace>,
     pub service_accounts: KindStore<ServiceAccount>,
     pub roles: KindStore<Role>,
@@ -87,6 +91,8 @@ pub struct ClusterIndex {
     pub cnpg_scheduled_backups: KindStore<DynamicObject>,
     pub peer_authentications: KindStore<DynamicObject>,
     velero_installed: AtomicBool,
+    /// The first discovery pass for the optional kinds has finished.
+    discovered: AtomicBool,
     cnpg_installed: AtomicBool,
     pending: Mutex<Dirty>,
     changed: Notify,
@@ -129,6 +135,13 @@ impl ClusterIndex {
         }
     }
 
+    /// Called by discovery after its first pass, so evaluations wait for the optional kinds
+    /// instead of reporting "no backup tool" for a moment.
+    pub fn set_discovered(&self) {
+        self.discovered.store(true, Ordering::Release);
+        self.changed.notify_one();
+    }
+
     /// Remember an object that could not be used, for Events and logs.
     pub fn record_invalid(&self, object: ObjectReference, reason: String) {
         let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,20 +153,40 @@ impl ClusterIndex {
         std::mem::take(&mut *self.invalid.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    pub fn workload_store(&self, kind: WorkloadKind) -> &KindStore<Workload> {
+        match kind {
+            WorkloadKind::Deployment => &self.deployments,
+            WorkloadKind::StatefulSet => &self.stateful_sets,
+            WorkloadKind::DaemonSet => &self.daemon_sets,
+            WorkloadKind::CronJob => &self.cron_jobs,
+        }
+    }
+
+    pub fn workload(&self, r: &WorkloadRef) -> Option<Arc<Workload>> {
+        self.workload_store(r.kind).get(&r.namespace, &r.name)
+    }
+
+    /// Every workload of every kind.
+    pub fn all_workloads(&self) -> Vec<Arc<Workload>> {
+        WorkloadKind::ALL.iter().flat_map(|k| self.workload_store(*k).list()).collect()
+    }
+
     /// Every workload in the given namespaces, or all.
     pub fn workloads_in(&self, dirty: &Dirty) -> Vec<Arc<Workload>> {
         if dirty.all {
-            return self.workloads.list();
+            return self.all_workloads();
         }
         let mut out: Vec<Arc<Workload>> = Vec::new();
         for ns in &dirty.namespaces {
-            out.extend(self.workloads.list_namespace(ns));
+            for k in WorkloadKind::ALL {
+                out.extend(self.workload_store(k).list_namespace(ns));
+            }
         }
         for w in &dirty.workloads {
             if dirty.namespaces.contains(&w.namespace) {
                 continue;
             }
-            if let Some(found) = self.workloads.get(&w.namespace, &workload_key(w.kind.as_str(), &w.name)) {
+            if let Some(found) = self.workload(w) {
                 out.push(found);
             }
         }
@@ -162,7 +195,11 @@ impl ClusterIndex {
 
     /// True when the stores every evaluation needs have been listed once.
     pub fn core_synced(&self) -> bool {
-        self.workloads.is_synced()
+        let tools = self.backup_tools();
+        self.discovered.load(Ordering::Acquire)
+            && (!tools.velero || (self.velero_schedules.is_synced() && self.velero_locations.is_synced()))
+            && (!tools.cnpg || self.cnpg_clusters.is_synced())
+            && WorkloadKind::ALL.iter().all(|k| self.workload_store(*k).is_synced())
             && self.namespaces.is_synced()
             && self.service_accounts.is_synced()
             && self.role_bindings.is_synced()
@@ -178,11 +215,6 @@ impl ClusterIndex {
             && self.exceptions.is_synced()
             && self.reports.is_synced()
     }
-}
-
-/// Store key of a workload within its namespace: `Kind/name` (kinds share one store).
-pub fn workload_key(kind: &str, name: &str) -> String {
-    format!("{kind}/{name}")
 }
 
 impl ObjectSource for ClusterIndex {

@@ -131,6 +131,7 @@ pub fn spawn_discovery(client: Client, index: Arc<ClusterIndex>) -> JoinHandle<(
                     }
                 }
             }
+            index.set_discovered();
             tokio::time::sleep(DISCOVERY_INTERVAL).await;
         }
     })

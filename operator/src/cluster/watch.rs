@@ -15,11 +15,11 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use super::{Affected, ClusterIndex, Key, KindStore, affects, workload_key};
+use super::{Affected, ClusterIndex, Key, KindStore, affects};
 use crate::api::{CRMRiskException, CRMRiskReport};
 use crate::context::Workload;
 
@@ -168,10 +168,6 @@ fn same_workload(a: &Workload, b: &Workload) -> bool {
     a.metadata.resource_version.is_some() && a.metadata.resource_version == b.metadata.resource_version
 }
 
-fn workload_store_key(kind: &str, obj: &impl Resource) -> Key {
-    (obj.meta().namespace.clone().unwrap_or_default(), workload_key(kind, &obj.name_any()))
-}
-
 /// Spawn a watcher task.
 macro_rules! spawn_watch {
     ($handles:ident, $kind:literal, $api:expr, $index:ident, $field:ident, $key:expr, $convert:expr, $same:expr, $affects:expr) => {
@@ -198,8 +194,8 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         "Deployment",
         Api::<Deployment>::all(c.clone()),
         index,
-        workloads,
-        |d: &Deployment| workload_store_key("Deployment", d),
+        deployments,
+        key_of::<Deployment>,
         |mut d: Deployment| {
             slim(&mut d);
             Workload::from_deployment(&d).map_err(|e| e.to_string())
@@ -212,8 +208,8 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         "StatefulSet",
         Api::<StatefulSet>::all(c.clone()),
         index,
-        workloads,
-        |d: &StatefulSet| workload_store_key("StatefulSet", d),
+        stateful_sets,
+        key_of::<StatefulSet>,
         |mut d: StatefulSet| {
             slim(&mut d);
             Workload::from_stateful_set(&d).map_err(|e| e.to_string())
@@ -226,8 +222,8 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         "DaemonSet",
         Api::<DaemonSet>::all(c.clone()),
         index,
-        workloads,
-        |d: &DaemonSet| workload_store_key("DaemonSet", d),
+        daemon_sets,
+        key_of::<DaemonSet>,
         |mut d: DaemonSet| {
             slim(&mut d);
             Workload::from_daemon_set(&d).map_err(|e| e.to_string())
@@ -240,8 +236,8 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         "CronJob",
         Api::<CronJob>::all(c.clone()),
         index,
-        workloads,
-        |d: &CronJob| workload_store_key("CronJob", d),
+        cron_jobs,
+        key_of::<CronJob>,
         |mut d: CronJob| {
             slim(&mut d);
             Workload::from_cron_job(&d).map_err(|e| e.to_string())

@@ -31,7 +31,7 @@ pub use status::{Broken, desired_status, summarize};
 use crate::api::conditions::reason as reasons;
 use crate::api::{CRMRiskPolicy, CRMRiskReport};
 use crate::assess::{CompiledPolicy, custom_modules};
-use crate::cluster::{ClusterIndex, Dirty, workload_key};
+use crate::cluster::{ClusterIndex, Dirty};
 use crate::context::Workload;
 use crate::engine::{EngineError, Limits};
 use crate::leader::LeaderHandle;
@@ -359,7 +359,7 @@ async fn evaluate_and_write(
 ) -> Result<(), ReconcileError> {
     let name = policy.name_any();
     // 1. Which workloads to look at.
-    let candidates: Vec<Arc<Workload>> = if full { ctx.index.workloads.list() } else { ctx.index.workloads_in(dirty) };
+    let candidates: Vec<Arc<Workload>> = if full { ctx.index.all_workloads() } else { ctx.index.workloads_in(dirty) };
     let previous: BTreeMap<WorkloadRef, PolicyAssessment> = {
         let all = ctx.assessments.read().unwrap_or_else(|e| e.into_inner());
         all.get(&name).cloned().unwrap_or_default()
@@ -489,11 +489,7 @@ async fn evaluate_and_write(
         delete_orphan_reports(ctx).await?;
     }
     for (r, ok, top) in transitions {
-        let uid = ctx
-            .index
-            .workloads
-            .get(&r.namespace, &workload_key(r.kind.as_str(), &r.name))
-            .and_then(|w| w.uid().map(str::to_owned));
+        let uid = ctx.index.workload(&r).and_then(|w| w.uid().map(str::to_owned));
         let (type_, reason, note) = if ok {
             (
                 EventType::Normal,
@@ -564,7 +560,7 @@ async fn sync_report(ctx: &Context, r: &WorkloadRef) -> Result<(), ReconcileErro
     let key = (r.namespace.clone(), report_name.clone());
     let api: Api<CRMRiskReport> = Api::namespaced(ctx.client.clone(), &r.namespace);
     let existing = ctx.index.reports.get(&r.namespace, &report_name);
-    let workload = ctx.index.workloads.get(&r.namespace, &workload_key(r.kind.as_str(), &r.name));
+    let workload = ctx.index.workload(&r);
     let desired = workload.as_deref().and_then(|w| desired_report(w, &ctx.assessments_for(r)));
     match desired {
         Some(mut report) => {
@@ -572,6 +568,10 @@ async fn sync_report(ctx: &Context, r: &WorkloadRef) -> Result<(), ReconcileErro
             let unchanged_written = lock(&ctx.written).get(&key).is_some_and(|w| same_content(w, &report.spec));
             if unchanged_in_cluster || (unchanged_written && existing.is_some()) {
                 return Ok(());
+            }
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let before = existing.as_ref().map(|e| serde_json::to_string(&e.spec).unwrap_or_default());
+                tracing::debug!(report = %report_name, namespace = %r.namespace, before = ?before, after = %serde_json::to_string(&report.spec).unwrap_or_default(), "writing report");
             }
             report.spec.last_evaluated = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
             let mut value = serde_json::to_value(&report).map_err(|e| ReconcileError::Join(e.to_string()))?;
