@@ -1,5 +1,6 @@
 //! End-to-end tests against a real kube-apiserver, etcd and kube-controller-manager
 //! (see `tests/support`). One binary, so the control plane starts once per run.
 
+mod common;
 mod operator;
 mod testbed;
