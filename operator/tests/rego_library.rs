@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crmrisk::engine::testing::{print_report, run_tests};
 
 /// Rego tests the library has today; lower it only when tests are merged, never to hide a loss.
-const MIN_TESTS: usize = 188;
+const MIN_TESTS: usize = 192;
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")

@@ -83,6 +83,16 @@ test_bkp001_not_for_stateless_workloads if {
 	silent("BKP-001", nothing_installed(fx.hardened_web))
 }
 
+test_bkp001_not_for_an_in_memory_cache if {
+	cache := fx.db({
+		"storage": {"claims": []},
+		"containers": [object.union(fx.postgres_container, {"name": "redis", "image": "redis:7.4", "args": []})],
+	})
+	silent("BKP-001", nothing_installed(cache))
+	durable := object.union(cache, {"containers": [object.union(fx.postgres_container, {"name": "redis", "image": "redis:7.4", "args": ["--appendonly", "yes"]})]})
+	one("BKP-001", nothing_installed(durable), ["keeps state (a database)"])
+}
+
 test_bkp001_not_when_a_tool_is_installed if {
 	silent("BKP-001", fx.db({"backup": {"tools": tools(false, true), "velero": {"schedules": []}}}))
 }

@@ -149,9 +149,12 @@ findings contains f if {
 # DR-007: database data on ephemeral storage
 # ---------------------------------------------------------------------------------------------
 
+# In-memory caches (Redis, Memcached, ... without --appendonly yes) are expected to lose their
+# content; everything else that looks like a database is not.
 findings contains f if {
 	lib.is_database
 	not lib.has_claims
+	not lib.in_memory_cache
 	f := {
 		"id": "DR-007",
 		"message": sprintf(

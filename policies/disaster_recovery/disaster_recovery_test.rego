@@ -240,6 +240,26 @@ test_dr007_database_without_volume if {
 	one("DR-007", fx.db({"storage": {"claims": []}}), ["StatefulSet crm/crm-db looks like a database", "no PersistentVolumeClaim"])
 }
 
+redis(args) := fx.db({
+	"storage": {"claims": []},
+	"containers": [object.union(container("redis", "redis:7.4", true, true), {"args": args})],
+})
+
+test_dr007_cache_without_volume if {
+	silent("DR-007", redis(["--tls-port", "6380", "--port", "0"]))
+	silent("DR-007", fx.db({"storage": {"claims": []}, "containers": [container("memcached", "memcached:1.6", true, true)]}))
+}
+
+test_dr007_durable_cache_without_volume if {
+	one("DR-007", redis(["--appendonly", "yes"]), ["no PersistentVolumeClaim"])
+	one("DR-007", redis(["--appendonly=yes"]), ["no PersistentVolumeClaim"])
+}
+
+test_dr007_cache_next_to_a_database_is_not_a_cache if {
+	inp := object.union(redis([]), {"containers": [container("postgres", "postgres:16", true, true), container("redis", "redis:7", true, true)]})
+	one("DR-007", inp, ["looks like a database"])
+}
+
 test_dr007_database_with_volume if {
 	silent("DR-007", fx.hardened)
 }

@@ -35,10 +35,13 @@ is_database if input.workload.isDatabase == true
 
 has_claims if count(input.storage.claims) > 0
 
-# Keeps state worth backing up: persistent volumes, or it is a database.
+# Keeps state worth backing up: persistent volumes, or a database that is not a mere cache.
 is_stateful if has_claims
 
-is_stateful if is_database
+is_stateful if {
+	is_database
+	not in_memory_cache
+}
 
 # `replicas` is null for DaemonSet and CronJob, which have no replica count.
 has_replicas if is_number(input.workload.replicas)
@@ -257,7 +260,7 @@ database_image_words := {
 	"postgres", "postgis", "timescale", "mysql", "mariadb", "percona", "mongo", "redis", "valkey",
 	"keydb", "cassandra", "scylla", "elasticsearch", "opensearch", "cockroach", "clickhouse",
 	"couchdb", "neo4j", "etcd", "zookeeper", "memcached", "influxdb", "questdb", "yugabyte",
-	"mssql", "oracle", "db2", "supabase", "patroni", "spilo",
+	"mssql", "oracle", "db2", "supabase", "patroni", "spilo", "dragonfly",
 }
 
 # Sidecars named after the database they watch (postgres-exporter) are not the database.
@@ -284,4 +287,26 @@ database_containers contains c if {
 any_database_image if {
 	some c in main_containers
 	database_image(c.image)
+}
+
+# In-memory stores, usually run as caches whose content can be rebuilt.
+cache_image_words := {"memcached", "redis", "valkey", "keydb", "dragonfly"}
+
+cache_image(image) if {
+	some word in cache_image_words
+	contains(lower(image), word)
+}
+
+# Append-only persistence asked for on the command line: the data is meant to survive.
+durable_cache(c) if regex.match(`--appendonly[ =]+yes`, lower(concat(" ", object.get(c, "args", []))))
+
+# A database workload whose database containers are all in-memory caches without append-only
+# persistence: losing its data costs a warm-up, not a restore.
+in_memory_cache if {
+	is_database
+	count(database_containers) > 0
+	every c in database_containers {
+		cache_image(c.image)
+		not durable_cache(c)
+	}
 }
