@@ -71,10 +71,11 @@ pub fn cluster_role(index: &ClusterIndex, old: Option<&ClusterRole>, new: Option
         }
     }
     for rb in index.role_bindings.list() {
-        if rb.role_ref.kind == "ClusterRole" && rb.role_ref.name == name {
-            if let Some(ns) = &rb.metadata.namespace {
-                namespaces.insert(ns.clone());
-            }
+        if rb.role_ref.kind == "ClusterRole"
+            && rb.role_ref.name == name
+            && let Some(ns) = &rb.metadata.namespace
+        {
+            namespaces.insert(ns.clone());
         }
     }
     if namespaces.is_empty() { Affected::Nothing } else { Affected::Namespaces(namespaces) }

@@ -109,9 +109,9 @@ pub fn spawn_discovery(client: Client, index: Arc<ClusterIndex>) -> JoinHandle<(
             for kind in OptionalKind::ALL {
                 match kube::discovery::pinned_kind(&client, &kind.gvk()).await {
                     Ok((ar, _caps)) => {
-                        if !running.contains_key(&kind) {
+                        if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(kind) {
                             tracing::info!(kind = kind.name(), "found, watching it");
-                            running.insert(kind, start(&client, &index, kind, &ar));
+                            slot.insert(start(&client, &index, kind, &ar));
                             index.set_installed(kind, true);
                             index.mark(Affected::All);
                         }

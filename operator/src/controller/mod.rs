@@ -238,10 +238,11 @@ async fn plan(policy: &CRMRiskPolicy, ctx: &Context) -> Plan {
     if let Some(last) = state.last_pass {
         for e in ctx.index.exceptions.list() {
             let exp = e.spec.expires_at.0;
-            if exp > last && exp <= now {
-                if let Some(ns) = &e.metadata.namespace {
-                    state.dirty.namespaces.insert(ns.clone());
-                }
+            if exp > last
+                && exp <= now
+                && let Some(ns) = &e.metadata.namespace
+            {
+                state.dirty.namespaces.insert(ns.clone());
             }
         }
     }
@@ -560,7 +561,7 @@ async fn sync_report(ctx: &Context, r: &WorkloadRef) -> Result<(), ReconcileErro
     let key = (r.namespace.clone(), report_name.clone());
     let api: Api<CRMRiskReport> = Api::namespaced(ctx.client.clone(), &r.namespace);
     let existing = ctx.index.reports.get(&r.namespace, &report_name);
-    let workload = ctx.index.workload(&r);
+    let workload = ctx.index.workload(r);
     let desired = workload.as_deref().and_then(|w| desired_report(w, &ctx.assessments_for(r)));
     match desired {
         Some(mut report) => {
