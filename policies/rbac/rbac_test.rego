@@ -280,6 +280,11 @@ test_rbac008_service_account_not_found if {
 	silent("RBAC-005", inp)
 }
 
+test_rbac008_default_service_account_is_assumed_to_exist if {
+	inp := fx.db({"serviceAccount": {"name": "default", "found": false, "isDefault": true, "automountToken": false}, "rbac": {"bindings": []}})
+	silent("RBAC-008", inp)
+}
+
 test_rbac008_service_account_found if {
 	silent("RBAC-008", fx.hardened)
 }

@@ -85,7 +85,11 @@ fn ingress_info(ing: &Arc<Ingress>) -> IngressInfo {
         .and_then(|s| s.tls.as_ref())
         .into_iter()
         .flatten()
-        .flat_map(|t| t.hosts.iter().flatten().cloned())
+        // A TLS entry without hosts covers every host the controller serves (Ingress API docs).
+        .flat_map(|t| match t.hosts.as_deref() {
+            Some(h) if !h.is_empty() => h.to_vec(),
+            _ => vec!["*".to_owned()],
+        })
         .collect();
     let legacy_class = ing.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/ingress.class"));
     IngressInfo {
@@ -216,4 +220,29 @@ fn peer_authentication_mode(w: &Workload, src: &dyn ObjectSource, warnings: &mut
         candidates.extend(root.iter().filter(|(_, s)| s.selects(&w.pod_labels).is_none()).map(|(_, s)| s.mode()));
     }
     candidates.into_iter().flatten().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress(tls: serde_json::Value) -> Arc<Ingress> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "crm", "namespace": "crm"},
+                "spec": {"tls": tls, "rules": [{"host": "crm.example.com"}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn tls_entry_without_hosts_covers_every_host() {
+        assert_eq!(ingress_info(&ingress(serde_json::json!([{"secretName": "tls"}]))).tls_hosts, ["*"]);
+        assert_eq!(
+            ingress_info(&ingress(serde_json::json!([{"hosts": ["crm.example.com"], "secretName": "tls"}]))).tls_hosts,
+            ["crm.example.com"]
+        );
+        assert!(ingress_info(&ingress(serde_json::json!([]))).tls_hosts.is_empty());
+    }
 }
