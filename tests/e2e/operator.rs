@@ -284,3 +284,63 @@ async fn two_replicas_elect_one_leader_and_only_it_writes() {
     wait_for("the follower takes over", WAIT, || async { follower.leader.is_leader().then_some(()) }).await.unwrap();
     follower.stop().await;
 }
+
+#[tokio::test]
+async fn policy_reports_for_existing_dashboards_appear_when_their_crds_are_installed() {
+    let _serial = SERIAL.lock().await;
+    let cp = ControlPlane::shared();
+    let admin = cp.admin_client().await;
+    let ns = TestNamespace::create(&admin, "op-polr").await;
+    setup(cp, &ns.name).await;
+    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
+    let pname = format!("polr-{}", ns.name);
+    let (yaml, _g) = policy(&pname, &ns.name, "");
+    kubectl_apply(cp, &yaml, None).unwrap();
+    let op = start_operator(cp, &ns.name, "replica-polr").await;
+
+    // The CRDs arrive while the operator runs: discovery finds them without a restart.
+    let crds = std::fs::read_to_string(crmrisk_testbed::repo_root().join("examples/crds/policy-reports.yaml")).unwrap();
+    kubectl_apply(cp, &crds, None).unwrap();
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/policyreports.wgpolicyk8s.io",
+            "crd/reports.openreports.io",
+        ],
+    )
+    .unwrap();
+
+    for (resource, kind) in [("policyreports.wgpolicyk8s.io", "PolicyReport"), ("reports.openreports.io", "Report")] {
+        let text = wait_for(&format!("{kind} for crm-db"), WAIT, || async {
+            let out =
+                kubectl(cp, &["get", resource, "crmrisk-statefulset-crm-db", "-n", &ns.name, "-o", "json"]).ok()?;
+            Some(out)
+        })
+        .await
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["scope"]["kind"], "StatefulSet", "scoped to the workload, not a ReplicaSet/pod");
+        assert_eq!(v["scope"]["name"], "crm-db");
+        assert!(v["summary"]["fail"].as_u64().unwrap() > 0);
+        let results = v["results"].as_array().unwrap();
+        assert!(!results.is_empty() && results.len() <= 100);
+        let r = &results[0];
+        assert_eq!(r["source"], "crm-risk-operator");
+        assert_eq!(r["policy"], pname.as_str());
+        for key in ["severity", "category", "message"] {
+            assert!(r[key].is_string(), "{key} is set: {r}");
+        }
+        for key in ["likelihood", "impact", "score", "resultID"] {
+            assert!(r["properties"][key].is_string(), "properties.{key} is a string: {r}");
+        }
+    }
+    // Nothing changed: nothing is rewritten.
+    let before = op.metrics.api_writes(crmrisk::telemetry::WriteKind::PolicyReport);
+    assert!(before >= 6, "3 workloads x 2 formats written, got {before}");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(op.metrics.api_writes(crmrisk::telemetry::WriteKind::PolicyReport), before);
+    op.stop().await;
+}

@@ -90,7 +90,11 @@ pub struct ClusterIndex {
     pub cnpg_clusters: KindStore<DynamicObject>,
     pub cnpg_scheduled_backups: KindStore<DynamicObject>,
     pub peer_authentications: KindStore<DynamicObject>,
+    pub policy_reports: KindStore<DynamicObject>,
+    pub open_reports: KindStore<DynamicObject>,
     velero_installed: AtomicBool,
+    policy_reports_installed: AtomicBool,
+    open_reports_installed: AtomicBool,
     /// The first discovery pass for the optional kinds has finished.
     discovered: AtomicBool,
     cnpg_installed: AtomicBool,
@@ -131,8 +135,15 @@ impl ClusterIndex {
         match kind {
             OptionalKind::VeleroSchedule => self.velero_installed.store(installed, Ordering::Release),
             OptionalKind::CnpgCluster => self.cnpg_installed.store(installed, Ordering::Release),
+            OptionalKind::PolicyReport => self.policy_reports_installed.store(installed, Ordering::Release),
+            OptionalKind::OpenReport => self.open_reports_installed.store(installed, Ordering::Release),
             _ => {}
         }
+    }
+
+    /// Which dashboard report formats are installed (wgpolicyk8s.io, openreports.io).
+    pub fn dashboard_formats(&self) -> (bool, bool) {
+        (self.policy_reports_installed.load(Ordering::Acquire), self.open_reports_installed.load(Ordering::Acquire))
     }
 
     /// Called by discovery after its first pass, so evaluations wait for the optional kinds

@@ -21,15 +21,21 @@ pub enum OptionalKind {
     CnpgCluster,
     CnpgScheduledBackup,
     IstioPeerAuthentication,
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport (Kyverno's format, read by Policy Reporter).
+    PolicyReport,
+    /// `openreports.io/v1alpha1` Report, the successor format.
+    OpenReport,
 }
 
 impl OptionalKind {
-    pub const ALL: [OptionalKind; 5] = [
+    pub const ALL: [OptionalKind; 7] = [
         OptionalKind::VeleroSchedule,
         OptionalKind::VeleroBackupStorageLocation,
         OptionalKind::CnpgCluster,
         OptionalKind::CnpgScheduledBackup,
         OptionalKind::IstioPeerAuthentication,
+        OptionalKind::PolicyReport,
+        OptionalKind::OpenReport,
     ];
 
     pub fn gvk(self) -> GroupVersionKind {
@@ -39,6 +45,8 @@ impl OptionalKind {
             OptionalKind::CnpgCluster => ("postgresql.cnpg.io", "v1", "Cluster"),
             OptionalKind::CnpgScheduledBackup => ("postgresql.cnpg.io", "v1", "ScheduledBackup"),
             OptionalKind::IstioPeerAuthentication => ("security.istio.io", "v1", "PeerAuthentication"),
+            OptionalKind::PolicyReport => ("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
+            OptionalKind::OpenReport => ("openreports.io", "v1alpha1", "Report"),
         };
         GroupVersionKind::gvk(g, v, k)
     }
@@ -50,6 +58,8 @@ impl OptionalKind {
             OptionalKind::CnpgCluster => "CNPG Cluster",
             OptionalKind::CnpgScheduledBackup => "CNPG ScheduledBackup",
             OptionalKind::IstioPeerAuthentication => "Istio PeerAuthentication",
+            OptionalKind::PolicyReport => "wgpolicyk8s.io PolicyReport",
+            OptionalKind::OpenReport => "openreports.io Report",
         }
     }
 
@@ -60,6 +70,8 @@ impl OptionalKind {
             OptionalKind::CnpgCluster => &index.cnpg_clusters,
             OptionalKind::CnpgScheduledBackup => &index.cnpg_scheduled_backups,
             OptionalKind::IstioPeerAuthentication => &index.peer_authentications,
+            OptionalKind::PolicyReport => &index.policy_reports,
+            OptionalKind::OpenReport => &index.open_reports,
         }
     }
 }
@@ -70,6 +82,8 @@ fn affects_of(kind: OptionalKind, key: &Key, old: Option<&DynamicObject>, new: O
         OptionalKind::VeleroBackupStorageLocation => Affected::All,
         OptionalKind::CnpgCluster | OptionalKind::CnpgScheduledBackup => affects::namespaced(&key.0),
         OptionalKind::IstioPeerAuthentication => affects::peer_authentication(&key.0),
+        // Our own output: reading it back never changes an evaluation.
+        OptionalKind::PolicyReport | OptionalKind::OpenReport => Affected::Nothing,
     }
 }
 

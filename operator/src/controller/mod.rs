@@ -7,6 +7,7 @@
 //! writes nothing.
 
 mod events;
+mod policyreport;
 mod reports;
 mod status;
 
@@ -472,8 +473,9 @@ async fn evaluate_and_write(
     if !ctx.leader.is_leader() {
         return Ok(());
     }
-    let report_scope: Vec<WorkloadRef> = if full {
-        // Full pass: check every report this policy has, so a new leader or a restart fixes drift.
+    // A full pass, or a cluster-wide change (e.g. a dashboard report CRD appeared), checks every
+    // report this policy has, so a new leader, a restart or a new output format fixes drift.
+    let report_scope: Vec<WorkloadRef> = if full || dirty.all {
         let all = ctx.assessments.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<WorkloadRef> = all.get(&name).map(|m| m.keys().cloned().collect()).unwrap_or_default();
         v.extend(touched.iter().cloned());
@@ -555,8 +557,59 @@ async fn evaluate_and_write(
     Ok(())
 }
 
-/// Bring one workload's report in line with the assessments: create/patch, or delete.
+/// Bring one workload's reports in line with the assessments: our CRMRiskReport and, where
+/// installed, the dashboard formats.
 async fn sync_report(ctx: &Context, r: &WorkloadRef) -> Result<(), ReconcileError> {
+    sync_crmrisk_report(ctx, r).await?;
+    let (wg, open) = ctx.index.dashboard_formats();
+    for (installed, format) in [(wg, policyreport::Format::WgPolicy), (open, policyreport::Format::OpenReports)] {
+        if installed {
+            sync_dashboard_report(ctx, r, format).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn sync_dashboard_report(
+    ctx: &Context,
+    r: &WorkloadRef,
+    format: policyreport::Format,
+) -> Result<(), ReconcileError> {
+    let ar = format.api_resource();
+    let api: Api<kube::core::DynamicObject> = Api::namespaced_with(ctx.client.clone(), &r.namespace, &ar);
+    let name = format!("crmrisk-{}", crate::api::report_name(r.kind, &r.name));
+    let store = match format {
+        policyreport::Format::WgPolicy => &ctx.index.policy_reports,
+        policyreport::Format::OpenReports => &ctx.index.open_reports,
+    };
+    let existing = store.get(&r.namespace, &name);
+    let workload = ctx.index.workload(r);
+    let desired = workload
+        .as_deref()
+        .and_then(|w| policyreport::desired(format, w, &ctx.assessments_for(r), Timestamp::now().as_second()));
+    match desired {
+        Some(value) => {
+            if existing.as_ref().is_some_and(|e| policyreport::same(e, &value)) {
+                return Ok(());
+            }
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
+            ctx.metrics.record_api_write(WriteKind::PolicyReport);
+        }
+        None => {
+            if existing.is_some() {
+                match api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => ctx.metrics.record_api_write(WriteKind::PolicyReport),
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bring one workload's CRMRiskReport in line with the assessments: create/patch, or delete.
+async fn sync_crmrisk_report(ctx: &Context, r: &WorkloadRef) -> Result<(), ReconcileError> {
     let report_name = crate::api::report_name(r.kind, &r.name);
     let key = (r.namespace.clone(), report_name.clone());
     let api: Api<CRMRiskReport> = Api::namespaced(ctx.client.clone(), &r.namespace);
