@@ -5,11 +5,15 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Subject};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::DynamicObject;
 
 use super::ClusterIndex;
-use crate::model::WorkloadRef;
+use crate::context::Workload;
+use crate::model::{WorkloadKind, WorkloadRef};
 
 /// What a change touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,7 @@ pub enum Affected {
     Workload(WorkloadRef),
     Namespace(String),
     Namespaces(BTreeSet<String>),
+    Workloads(BTreeSet<WorkloadRef>),
     All,
 }
 
@@ -102,6 +107,75 @@ pub fn velero_schedule(old: Option<&DynamicObject>, new: Option<&DynamicObject>)
     if namespaces.is_empty() { Affected::Nothing } else { Affected::Namespaces(namespaces) }
 }
 
+/// Workloads of `namespace` whose pods (or pod specs) satisfy `pred`.
+fn workloads_where(index: &ClusterIndex, namespace: &str, pred: impl Fn(&Workload) -> bool) -> Affected {
+    let mut out = BTreeSet::new();
+    for kind in WorkloadKind::ALL {
+        for w in index.workload_store(kind).list_namespace(namespace) {
+            if pred(&w) {
+                out.insert(w.reference());
+            }
+        }
+    }
+    if out.is_empty() { Affected::Nothing } else { Affected::Workloads(out) }
+}
+
+/// A PodDisruptionBudget or NetworkPolicy: the workloads whose pods its selector selects, before
+/// or after the change (an empty selector selects every pod in the namespace).
+pub fn pod_selector(index: &ClusterIndex, namespace: &str, selectors: &[Option<&LabelSelector>]) -> Affected {
+    workloads_where(index, namespace, |w| {
+        selectors.iter().any(|s| s.is_none_or(|s| crate::context::selector::matches(s, &w.pod_labels)))
+    })
+}
+
+/// A Service: the workloads whose pods it selects (Ingresses reach workloads through Services).
+pub fn service(index: &ClusterIndex, namespace: &str, selectors: &[Option<&BTreeMap<String, String>>]) -> Affected {
+    workloads_where(index, namespace, |w| {
+        selectors.iter().any(|s| crate::context::selector::service_selects(*s, &w.pod_labels))
+    })
+}
+
+/// A PersistentVolumeClaim: the workloads that mount it by name, and StatefulSets (their claims
+/// come from templates, named `<template>-<statefulset>-<ordinal>`).
+pub fn claim(index: &ClusterIndex, namespace: &str, name: &str) -> Affected {
+    workloads_where(index, namespace, |w| {
+        w.kind == WorkloadKind::StatefulSet
+            || w.pod_spec
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == name))
+    })
+}
+
+/// A ServiceAccount: the workloads that run as it.
+pub fn service_account(index: &ClusterIndex, namespace: &str, name: &str) -> Affected {
+    workloads_where(index, namespace, |w| w.pod_spec.service_account_name.as_deref().unwrap_or("default") == name)
+}
+
+/// A RoleBinding: the workloads running as one of its ServiceAccount subjects (before or after);
+/// group subjects fall back to the whole namespace.
+pub fn role_binding(
+    index: &ClusterIndex,
+    namespace: &str,
+    old: Option<&RoleBinding>,
+    new: Option<&RoleBinding>,
+) -> Affected {
+    let mut accounts = BTreeSet::new();
+    for s in old.into_iter().chain(new).flat_map(|b| b.subjects.iter().flatten()) {
+        match s.kind.as_str() {
+            "ServiceAccount" if s.namespace.as_deref().unwrap_or(namespace) == namespace => {
+                accounts.insert(s.name.clone());
+            }
+            "ServiceAccount" | "User" => {}
+            _ => return Affected::Namespace(namespace.to_owned()),
+        }
+    }
+    workloads_where(index, namespace, |w| {
+        accounts.contains(w.pod_spec.service_account_name.as_deref().unwrap_or("default"))
+    })
+}
+
 /// A namespaced object the builder reads per namespace (ServiceAccount, RoleBinding, PVC,
 /// Service, ...): that namespace's workloads.
 pub fn namespaced(namespace: &str) -> Affected {
@@ -172,5 +246,42 @@ mod tests {
         assert_eq!(velero_schedule(None, Some(&s(serde_json::json!(["*"])))), Affected::All);
         assert_eq!(velero_schedule(None, Some(&s(serde_json::json!([])))), Affected::All);
         assert_eq!(peer_authentication("istio-system"), Affected::All);
+    }
+
+    #[test]
+    fn selectors_and_accounts_narrow_a_change_to_the_workloads_it_reaches() {
+        let index = ClusterIndex::default();
+        for (name, sa) in [("web", "web-sa"), ("db", "default")] {
+            let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "crm"},
+                "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"serviceAccountName": sa, "containers": [],
+                             "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": format!("{name}-data")}}]}}}
+            }))
+            .unwrap();
+            index.deployments.apply(("crm".into(), name.into()), Workload::from_deployment(&d).unwrap());
+        }
+        let web = || {
+            Affected::Workloads(
+                [WorkloadRef { kind: WorkloadKind::Deployment, namespace: "crm".into(), name: "web".into() }].into(),
+            )
+        };
+        let sel: LabelSelector = serde_json::from_value(serde_json::json!({"matchLabels": {"app": "web"}})).unwrap();
+        assert_eq!(pod_selector(&index, "crm", &[Some(&sel)]), web());
+        let svc: BTreeMap<String, String> = [("app".to_owned(), "web".to_owned())].into();
+        assert_eq!(service(&index, "crm", &[Some(&svc)]), web());
+        assert_eq!(claim(&index, "crm", "web-data"), web());
+        assert_eq!(service_account(&index, "crm", "web-sa"), web());
+        assert_eq!(pod_selector(&index, "other", &[Some(&sel)]), Affected::Nothing);
+        let rb: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "rb", "namespace": "crm"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "ServiceAccount", "name": "web-sa"}]
+        }))
+        .unwrap();
+        assert_eq!(role_binding(&index, "crm", None, Some(&rb)), web());
+        // An empty selector selects every pod of the namespace.
+        assert!(matches!(pod_selector(&index, "crm", &[None]), Affected::Workloads(w) if w.len() == 2));
     }
 }

@@ -49,6 +49,7 @@ impl Dirty {
             Affected::Workload(w) => {
                 self.workloads.insert(w);
             }
+            Affected::Workloads(ws) => self.workloads.extend(ws),
         }
     }
 

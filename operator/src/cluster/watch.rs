@@ -121,6 +121,9 @@ pub(crate) async fn run<K, V, C, A>(
                 let mut applied = None;
                 accept(obj, &mut |k, v| applied = Some(store(&index).apply(k, v)));
                 match applied {
+                    // Status-only updates (a Deployment's rollout status, a PVC binding) leave
+                    // what the builder reads as it was: nothing to re-evaluate.
+                    Some(d) if d.old.as_deref().zip(d.new.as_deref()).is_some_and(|(o, n)| same(o, n)) => {}
                     Some(d) => index.mark(affects(&index, &d.key, d.old.as_deref(), d.new.as_deref())),
                     // Unreadable now: whatever was stored before is no longer true.
                     None => {
@@ -164,8 +167,21 @@ fn workload_affects(_: &ClusterIndex, key: &Key, old: Option<&Workload>, new: Op
     }
 }
 
+/// Workloads are compared by content: the converted [`Workload`] holds no status and no
+/// resourceVersion, so a status update compares equal and triggers nothing.
 fn same_workload(a: &Workload, b: &Workload) -> bool {
-    a.metadata.resource_version.is_some() && a.metadata.resource_version == b.metadata.resource_version
+    a == b
+}
+
+/// Convert a workload object, dropping what changes without changing the risk.
+fn to_workload<K: Resource>(
+    mut obj: K,
+    convert: impl Fn(&K) -> Result<Workload, crate::context::ContextError>,
+) -> Result<Workload, String> {
+    slim(&mut obj);
+    let mut w = convert(&obj).map_err(|e| e.to_string())?;
+    w.metadata.resource_version = None;
+    Ok(w)
 }
 
 /// Spawn a watcher task.
@@ -196,10 +212,7 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         index,
         deployments,
         key_of::<Deployment>,
-        |mut d: Deployment| {
-            slim(&mut d);
-            Workload::from_deployment(&d).map_err(|e| e.to_string())
-        },
+        |d: Deployment| to_workload(d, Workload::from_deployment),
         same_workload,
         workload_affects
     );
@@ -210,10 +223,7 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         index,
         stateful_sets,
         key_of::<StatefulSet>,
-        |mut d: StatefulSet| {
-            slim(&mut d);
-            Workload::from_stateful_set(&d).map_err(|e| e.to_string())
-        },
+        |d: StatefulSet| to_workload(d, Workload::from_stateful_set),
         same_workload,
         workload_affects
     );
@@ -224,10 +234,7 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         index,
         daemon_sets,
         key_of::<DaemonSet>,
-        |mut d: DaemonSet| {
-            slim(&mut d);
-            Workload::from_daemon_set(&d).map_err(|e| e.to_string())
-        },
+        |d: DaemonSet| to_workload(d, Workload::from_daemon_set),
         same_workload,
         workload_affects
     );
@@ -238,10 +245,7 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         index,
         cron_jobs,
         key_of::<CronJob>,
-        |mut d: CronJob| {
-            slim(&mut d);
-            Workload::from_cron_job(&d).map_err(|e| e.to_string())
-        },
+        |d: CronJob| to_workload(d, Workload::from_cron_job),
         same_workload,
         workload_affects
     );
@@ -265,7 +269,9 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<ServiceAccount>,
         plain::<ServiceAccount>,
         same_version::<ServiceAccount>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, _: Option<&ServiceAccount>, _: Option<&ServiceAccount>| affects::service_account(
+            i, &k.0, &k.1
+        )
     );
     spawn_watch!(
         h,
@@ -287,7 +293,9 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<RoleBinding>,
         plain::<RoleBinding>,
         same_version::<RoleBinding>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, o: Option<&RoleBinding>, n: Option<&RoleBinding>| affects::role_binding(
+            i, &k.0, o, n
+        )
     );
     spawn_watch!(
         h,
@@ -322,7 +330,9 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<PersistentVolumeClaim>,
         plain::<PersistentVolumeClaim>,
         same_version::<PersistentVolumeClaim>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, _: Option<&PersistentVolumeClaim>, _: Option<&PersistentVolumeClaim>| {
+            affects::claim(i, &k.0, &k.1)
+        }
     );
     spawn_watch!(
         h,
@@ -344,7 +354,11 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<Service>,
         plain::<Service>,
         same_version::<Service>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, o: Option<&Service>, n: Option<&Service>| affects::service(
+            i,
+            &k.0,
+            &[o.and_then(|s| s.spec.as_ref()?.selector.as_ref()), n.and_then(|s| s.spec.as_ref()?.selector.as_ref())]
+        )
     );
     spawn_watch!(
         h,
@@ -366,7 +380,15 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<NetworkPolicy>,
         plain::<NetworkPolicy>,
         same_version::<NetworkPolicy>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, o: Option<&NetworkPolicy>, n: Option<&NetworkPolicy>| affects::pod_selector(
+            i,
+            &k.0,
+            &[o, n]
+                .into_iter()
+                .flatten()
+                .map(|p| p.spec.as_ref().and_then(|s| s.pod_selector.as_ref()))
+                .collect::<Vec<_>>()
+        )
     );
     spawn_watch!(
         h,
@@ -377,7 +399,17 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         key_of::<PodDisruptionBudget>,
         plain::<PodDisruptionBudget>,
         same_version::<PodDisruptionBudget>,
-        by_namespace
+        |i: &ClusterIndex, k: &Key, o: Option<&PodDisruptionBudget>, n: Option<&PodDisruptionBudget>| {
+            affects::pod_selector(
+                i,
+                &k.0,
+                &[o, n]
+                    .into_iter()
+                    .flatten()
+                    .map(|p| p.spec.as_ref().and_then(|s| s.selector.as_ref()))
+                    .collect::<Vec<_>>(),
+            )
+        }
     );
     spawn_watch!(
         h,

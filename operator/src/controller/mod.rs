@@ -70,6 +70,9 @@ struct PolicyState {
     compiled: Option<Result<Arc<CompiledPolicy>, Broken>>,
     dirty: Dirty,
     last_full: Option<Instant>,
+    /// Check every report against the assessments on the next pass (a new leader), without
+    /// re-evaluating anything.
+    sync_all: bool,
     /// Generation for which the compile-error Event was sent (one per generation).
     compile_event_for: Option<i64>,
     last_pass: Option<Timestamp>,
@@ -194,6 +197,7 @@ async fn compile(client: &Client, policy: &CRMRiskPolicy, limits: Limits) -> Res
 struct Plan {
     compiled: Result<Arc<CompiledPolicy>, Broken>,
     full: bool,
+    sync_all: bool,
     dirty: Dirty,
     send_compile_event: bool,
     next_audit: Duration,
@@ -267,7 +271,8 @@ async fn plan(policy: &CRMRiskPolicy, ctx: &Context) -> Plan {
             next = next.min(Duration::from_secs(secs));
         }
     }
-    Plan { compiled, full, dirty, send_compile_event, next_audit: next.max(Duration::from_secs(1)) }
+    let sync_all = std::mem::take(&mut state.sync_all);
+    Plan { compiled, full, sync_all, dirty, send_compile_event, next_audit: next.max(Duration::from_secs(1)) }
 }
 
 /// Reconcile one policy.
@@ -281,7 +286,9 @@ pub async fn reconcile(policy: Arc<CRMRiskPolicy>, ctx: Arc<Context>) -> Result<
         }
         let plan = plan(&policy, &ctx).await;
         let result = match &plan.compiled {
-            Ok(compiled) => evaluate_and_write(&policy, &ctx, compiled.clone(), plan.full, &plan.dirty).await,
+            Ok(compiled) => {
+                evaluate_and_write(&policy, &ctx, compiled.clone(), plan.full, plan.sync_all, &plan.dirty).await
+            }
             Err(broken) => write_broken(&policy, &ctx, broken, plan.send_compile_event).await,
         };
         ctx.metrics.observe_reconcile(&name, started.elapsed());
@@ -357,6 +364,7 @@ async fn evaluate_and_write(
     ctx: &Arc<Context>,
     compiled: Arc<CompiledPolicy>,
     full: bool,
+    sync_all: bool,
     dirty: &Dirty,
 ) -> Result<(), ReconcileError> {
     let name = policy.name_any();
@@ -475,7 +483,7 @@ async fn evaluate_and_write(
     }
     // A full pass, or a cluster-wide change (e.g. a dashboard report CRD appeared), checks every
     // report this policy has, so a new leader, a restart or a new output format fixes drift.
-    let report_scope: Vec<WorkloadRef> = if full || dirty.all {
+    let report_scope: Vec<WorkloadRef> = if full || sync_all || dirty.all {
         let all = ctx.assessments.read().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<WorkloadRef> = all.get(&name).map(|m| m.keys().cloned().collect()).unwrap_or_default();
         v.extend(touched.iter().cloned());
@@ -763,7 +771,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 if is_leader {
                     tracing::info!("became leader");
                     for s in lock(&ctx.policies).values_mut() {
-                        s.last_full = None;
+                        s.sync_all = true;
                     }
                     let _ = tx.try_send(());
                 } else {
