@@ -42,12 +42,12 @@ kubectl wait --for=condition=Established --timeout=60s crd/crmriskpolicies.crmri
 kubectl create namespace crm-risk-operator >/dev/null
 kubectl create namespace velero >/dev/null
 
-say "operator identity: ServiceAccount crm-risk-operator bound to deploy/rbac only (no Secrets)"
-kubectl apply -f deploy/rbac/clusterrole.yaml >/dev/null
+say "operator identity: ServiceAccount crm-risk-operator bound to the chart's RBAC files only (no Secrets)"
+kubectl apply -f charts/crm-risk-operator/files/clusterrole.yaml >/dev/null
 kubectl -n crm-risk-operator create serviceaccount crm-risk-operator >/dev/null
 kubectl create clusterrolebinding crm-risk-operator --clusterrole=crm-risk-operator \
   --serviceaccount=crm-risk-operator:crm-risk-operator >/dev/null
-kubectl -n crm-risk-operator apply -f deploy/rbac/lease-role.yaml >/dev/null
+kubectl -n crm-risk-operator apply -f charts/crm-risk-operator/files/lease-role.yaml >/dev/null
 token="$(kubectl -n crm-risk-operator create token crm-risk-operator --duration=24h)"
 opconfig="$dir/operator.kubeconfig"
 kubectl config view --raw --minify >"$opconfig"

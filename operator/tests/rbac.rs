@@ -10,7 +10,7 @@ use serde::Deserialize;
 const READ: [&str; 3] = ["get", "list", "watch"];
 
 fn rbac_file(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/rbac").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/crm-risk-operator/files").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

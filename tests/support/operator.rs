@@ -1,6 +1,7 @@
 //! Running the operator against the test bed: CRDs installed, the operator's own ClusterRole
-//! (deploy/rbac) bound to the test bed's non-admin identity, and the operator started in this
-//! process with that identity's client, so every API call it makes is checked by RBAC.
+//! (charts/crm-risk-operator/files) bound to the test bed's non-admin identity, and the operator
+//! started in this process with that identity's client, so every API call it makes is checked
+//! by RBAC.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -62,11 +63,12 @@ pub fn ensure_crds(cp: &ControlPlane, crds_yaml: &str) -> Result<()> {
 }
 
 /// The operator's identity in a test: a ServiceAccount `crm-risk-operator` in `namespace` (as
-/// the chart deploys it), bound to the operator's ClusterRole (deploy/rbac/clusterrole.yaml) and
-/// to its Lease Role (deploy/rbac/lease-role.yaml) in that namespace, and nothing else.
+/// the chart deploys it), bound to the operator's ClusterRole
+/// (charts/crm-risk-operator/files/clusterrole.yaml) and to its Lease Role
+/// (charts/crm-risk-operator/files/lease-role.yaml) in that namespace, and nothing else.
 /// Returns a client that authenticates with a token of that ServiceAccount.
 pub async fn operator_client(cp: &ControlPlane, namespace: &str) -> Result<kube::Client> {
-    kubectl_apply(cp, &read("deploy/rbac/clusterrole.yaml")?, None)?;
+    kubectl_apply(cp, &read("charts/crm-risk-operator/files/clusterrole.yaml")?, None)?;
     kubectl_apply(cp, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: crm-risk-operator}\n", Some(namespace))?;
     kubectl_apply(
         cp,
@@ -77,7 +79,7 @@ pub async fn operator_client(cp: &ControlPlane, namespace: &str) -> Result<kube:
         ),
         None,
     )?;
-    kubectl_apply(cp, &read("deploy/rbac/lease-role.yaml")?, Some(namespace))?;
+    kubectl_apply(cp, &read("charts/crm-risk-operator/files/lease-role.yaml")?, Some(namespace))?;
     let token = kubectl(cp, &["create", "token", "crm-risk-operator", "-n", namespace, "--duration", "2h"])?;
     let mut kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig)?;
     for auth in &mut kc.auth_infos {
