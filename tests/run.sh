@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # Build (or find in the cache) the control plane first, so its progress is visible here and
 # not hidden inside a test.
 tests/controlplane/build.sh >/dev/null || exit 1
+# Helm (for the chart tests), built from Go modules and cached the same way.
+CRMRISK_HELM="$(tests/tools/build-helm.sh)" || exit 1
+export CRMRISK_HELM
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

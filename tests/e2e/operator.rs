@@ -1,5 +1,5 @@
 //! The operator end to end on the real control plane, running as a ServiceAccount bound to
-//! nothing but deploy/rbac: status, reports, Events, metrics, convergence on fixes,
+//! nothing but the chart's RBAC files: status, reports, Events, metrics, convergence on fixes,
 //! exceptions, broken Rego, leader election.
 
 use std::collections::BTreeSet;
