@@ -344,3 +344,57 @@ async fn policy_reports_for_existing_dashboards_appear_when_their_crds_are_insta
     assert_eq!(op.metrics.api_writes(crmrisk::telemetry::WriteKind::PolicyReport), before);
     op.stop().await;
 }
+
+#[tokio::test]
+async fn custom_policy_from_a_configmap_waits_for_it_and_follows_its_edits() {
+    let _serial = SERIAL.lock().await;
+    let cp = ControlPlane::shared();
+    let admin = cp.admin_client().await;
+    let ns = TestNamespace::create(&admin, "op-cm").await;
+    setup(cp, &ns.name).await;
+    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
+    let pname = format!("cm-{}", ns.name);
+    let (yaml, _g) = policy(
+        &pname,
+        &ns.name,
+        &format!(
+            "  customPolicies:\n  - name: tags\n    configMapRef: {{name: crm-rules, namespace: {}, key: policy.rego}}\n",
+            ns.name
+        ),
+    );
+    kubectl_apply(cp, &yaml, None).unwrap();
+    let op = start_operator(cp, &ns.name, "replica-cm").await;
+    let policies: Api<CRMRiskPolicy> = Api::all(admin.clone());
+
+    // The ConfigMap is missing: a clear condition, not a crash.
+    let s = wait_for("Ready=False while the ConfigMap is missing", WAIT, || async {
+        policy_status(&policies, &pname).await.filter(|s| condition(s, "Ready").is_some_and(|c| c.0 == "False"))
+    })
+    .await
+    .unwrap();
+    let message = condition(&s, "Ready").unwrap().2;
+    assert!(message.contains("crm-rules") && message.contains("not found"), "{message}");
+
+    // It appears: the module compiles and its findings show up.
+    let module = |tag: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: crm-rules, namespace: {}}}\ndata:\n  policy.rego: |\n    package crmrisk.custom.tags\n    metadata := {{\"TAG-001\": {{\"title\": \"Image tag\", \"category\": \"custom\", \"control\": \"prevention\", \"objective\": \"integrity\", \"likelihood\": 3, \"impact\": 3}}}}\n    findings contains {{\"id\": \"TAG-001\", \"message\": sprintf(\"image %s\", [c.image])}} if {{\n      some c in input.containers\n      contains(c.image, \"{tag}\")\n    }}\n",
+            ns.name
+        )
+    };
+    kubectl_apply(cp, &module(":2.3.1"), None).unwrap();
+    let reports: Api<CRMRiskReport> = Api::namespaced(admin.clone(), &ns.name);
+    wait_for("TAG-001 on crm-web", WAIT, || async {
+        report(&reports, "deployment-crm-web").await.filter(|r| ids(r).contains("TAG-001"))
+    })
+    .await
+    .unwrap();
+    // The module is edited: the finding follows, without touching the policy.
+    kubectl_apply(cp, &module(":no-such-tag"), None).unwrap();
+    wait_for("TAG-001 gone after the edit", WAIT, || async {
+        report(&reports, "deployment-crm-web").await.filter(|r| !ids(r).contains("TAG-001"))
+    })
+    .await
+    .unwrap();
+    op.stop().await;
+}

@@ -67,6 +67,9 @@ struct PolicyState {
     generation: Option<i64>,
     /// Hash of the custom module sources (inline and ConfigMap), to notice ConfigMap edits.
     sources_hash: u64,
+    /// Some custom module comes from a ConfigMap: re-read it periodically (ConfigMaps are not
+    /// watched cluster-wide, which would hold every ConfigMap of the cluster in memory).
+    uses_config_maps: bool,
     compiled: Option<Result<Arc<CompiledPolicy>, Broken>>,
     dirty: Dirty,
     last_full: Option<Instant>,
@@ -229,6 +232,7 @@ async fn plan(policy: &CRMRiskPolicy, ctx: &Context) -> Plan {
             uid,
             generation,
             sources_hash,
+            uses_config_maps: policy.spec.custom_policies.iter().any(|c| c.config_map_ref.is_some()),
             compiled: Some(c),
             compile_event_for: state.compile_event_for.filter(|g| Some(*g) == generation),
             last_pass: state.last_pass,
@@ -742,11 +746,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 };
                 // Coalesce a burst of changes into one pass.
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                let idle = first.is_none();
                 let mut dirty = first.unwrap_or_default();
                 if let Ok(more) = tokio::time::timeout(Duration::from_millis(1), ctx.index.next_dirty()).await {
                     dirty.merge(&more);
                 }
                 forget_deleted(&ctx, &store).await;
+                let config_maps = lock(&ctx.policies).values().any(|s| s.uses_config_maps);
+                if dirty.is_empty() && idle && config_maps {
+                    // Idle tick: let policies with ConfigMap modules notice an edited module.
+                    let _ = tx.try_send(());
+                    continue;
+                }
                 if dirty.is_empty() {
                     continue;
                 }
