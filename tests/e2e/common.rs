@@ -17,7 +17,7 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub async fn start_operator(cp: &ControlPlane, lease_namespace: &str, identity: &str) -> Running {
-    let filter = std::env::var("CRMRISK_TEST_LOG").unwrap_or_else(|_| "warn,crmrisk=info".into());
+    let filter = std::env::var("CRMRISK_TEST_LOG").unwrap_or_else(|_| "error".into());
     let _ = crmrisk::telemetry::logging::init(LogFormat::Text, &filter);
     let args = RunArgs {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
