@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# crmrisk's Rego engine (regorus, embedded) against OPA on the same library and the same inputs.
+#
+#   bench/engine-vs-opa.sh [N]      # N input documents, default 10000
+#
+# 1. generates N Rego input documents (the exact input, `params` included) from the benchmark
+#    generator (operator/benches/support/gen.rs), with `bench_inputs generate`;
+# 2. evaluates them with crmrisk's engine (`bench_inputs eval`: library compiled once, inputs
+#    parsed before the clock starts, then one evaluation per input, timed: wall and CPU);
+# 3. evaluates them with OPA (bench/opa-runner: the same library from policies/ without the
+#    *_test.rego files, metadata.json as data, a query prepared once, inputs converted to AST
+#    values before the clock starts, one Eval per input), built once from the Go module proxy
+#    and cached like OPA itself;
+# 4. checks that both found the same (workload, rule id) findings, with the same messages, for
+#    every input, and fails loudly if not;
+# 5. prints evaluations per second for each, and the ratio.
+# Also runs `opa test` on the library, so the Rego unit tests are known to pass under OPA too,
+# and `bench_inputs assess` for the whole per-workload pipeline (context build + Rego + scoring).
+#
+# Results go to target/bench/engine-vs-opa/ (inputs, findings, summary.json).
+set -euo pipefail
+N="${1:-10000}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/target/bench/engine-vs-opa"
+mkdir -p "$out"
+
+# --- OPA and the runner, built once and cached outside the clone --------------------------------
+opa="$("$root/bench/build-opa.sh")"
+cache_root="${CRMRISK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/crm-risk-operator}"
+runner_src="$root/bench/opa-runner"
+runner_key="$(cat "$runner_src/go.mod" "$runner_src/go.sum" "$runner_src/main.go" | sha256sum | cut -c1-16)"
+runner_dir="$cache_root/opa-runner/${runner_key}_$(go env GOOS)-$(go env GOARCH)"
+runner="$runner_dir/opa-runner"
+if [ -x "$runner" ]; then
+  echo "[bench] using cached $runner" >&2
+else
+  echo "[bench] building the OPA runner into $runner_dir (a few minutes, once)" >&2
+  mkdir -p "$runner_dir"
+  (cd "$runner_src" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly \
+    go build -trimpath -ldflags "-s -w" -o "$runner.tmp" . && mv "$runner.tmp" "$runner")
+fi
+
+# --- crmrisk -------------------------------------------------------------------------------------
+echo "[bench] building crmrisk (release)" >&2
+(cd "$root" && cargo build --release --quiet -p crmrisk --example bench_inputs)
+bench_inputs="$root/target/release/examples/bench_inputs"
+
+echo "[bench] opa test on the library" >&2
+policies_copy="$out/policies"
+rm -rf "$policies_copy"
+mkdir -p "$policies_copy"
+(cd "$root/policies" && find . \( -name '*.rego' -o -name metadata.json \) -exec cp --parents {} "$policies_copy/" \;)
+if ! "$opa" test "$policies_copy" >"$out/opa-test.txt" 2>&1; then
+  cat "$out/opa-test.txt" >&2
+  echo "[bench] FAILED: the Rego unit tests do not all pass under OPA (see above)" >&2
+  exit 1
+fi
+echo "[bench] $(tail -n 1 "$out/opa-test.txt") (opa test)" >&2
+# The benchmark library: the same files without the tests.
+find "$policies_copy" -name '*_test.rego' -delete
+
+echo "[bench] generating $N inputs" >&2
+"$bench_inputs" generate --count "$N" --out "$out/inputs.jsonl"
+
+echo "[bench] crmrisk: evaluating" >&2
+ours="$("$bench_inputs" eval --inputs "$out/inputs.jsonl" --out "$out/findings-crmrisk.jsonl")"
+echo "[bench] opa: evaluating" >&2
+theirs="$("$runner" -policies "$policies_copy" -inputs "$out/inputs.jsonl" -out "$out/findings-opa.jsonl")"
+
+echo "[bench] comparing findings" >&2
+if ! "$bench_inputs" compare "$out/findings-crmrisk.jsonl" "$out/findings-opa.jsonl"; then
+  echo "[bench] FAILED: crmrisk and OPA disagree on the findings above; the engines differ on some rule or builtin" >&2
+  exit 1
+fi
+
+echo "[bench] crmrisk: whole pipeline (context build + Rego + scoring)" >&2
+pipeline="$("$bench_inputs" assess --count "$N")"
+
+printf '%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" | jq -s '.' >"$out/summary.json"
+jq -r --arg cores "$(nproc)" '
+  def f(x): (x * 100 | round) / 100;
+  .[0] as $c | .[1] as $o | .[2] as $p |
+  "inputs: \($c.count), findings: \($c.findings) (identical in both engines), cores: \($cores)",
+  "",
+  "Rego evaluation only (library compiled once, inputs pre-parsed):",
+  "  crmrisk (regorus): \(f($c.evals_per_second)) evals/s wall, \(f($c.cpu_seconds)) s CPU (\(f($c.evals_per_cpu_second)) evals per CPU second)",
+  "  OPA:               \(f($o.evals_per_second)) evals/s wall, \(f($o.cpu_seconds)) s CPU (\(f($o.evals_per_cpu_second)) evals per CPU second)",
+  "  crmrisk / OPA:     \(f($c.evals_per_second / $o.evals_per_second))x (wall), \(f($c.evals_per_cpu_second / $o.evals_per_cpu_second))x (CPU)",
+  "",
+  "crmrisk whole pipeline (context build + Rego + scoring):",
+  "  \(f($p.evals_per_second)) workloads/s wall, \(f($p.cpu_seconds)) s CPU for \($p.count) workloads"
+' "$out/summary.json"
+echo "[bench] details in $out/summary.json" >&2
