@@ -3,5 +3,6 @@
 
 mod chart;
 mod common;
+mod crds;
 mod operator;
 mod testbed;
