@@ -39,6 +39,9 @@ use crate::leader::LeaderHandle;
 use crate::model::WorkloadRef;
 use crate::telemetry::{Metrics, PolicyMetricsSnapshot, WriteKind};
 
+/// Report writes in flight at once.
+const REPORT_WRITERS: usize = 8;
+
 /// Field manager of every server-side apply the operator sends.
 pub const FIELD_MANAGER: &str = "crm-risk-operator";
 
@@ -389,6 +392,7 @@ async fn evaluate_and_write(
     let c = compiled.clone();
     let cands = candidates.clone();
     let policy_name = name.clone();
+    let eval_started = Instant::now();
     let results = tokio::task::spawn_blocking(move || {
         let mut evaluator = c.evaluator();
         let now = Timestamp::now();
@@ -415,6 +419,7 @@ async fn evaluate_and_write(
     })
     .await
     .map_err(|e| ReconcileError::Join(e.to_string()))?;
+    tracing::debug!(workloads = results.len(), elapsed_ms = eval_started.elapsed().as_millis() as u64, "evaluated");
 
     // 3. Update the assessments and find what changed.
     let tolerance = compiled.tolerance();
@@ -497,9 +502,17 @@ async fn evaluate_and_write(
     } else {
         touched.clone()
     };
-    for r in &report_scope {
-        sync_report(ctx, r).await?;
-    }
+    // Several writes in flight: a first pass over thousands of workloads is bound by API
+    // round trips, not by evaluation. The first error fails the reconcile (and is retried).
+    let results: Vec<Result<(), ReconcileError>> = futures::stream::iter(report_scope.into_iter())
+        .map(|r| {
+            let ctx = ctx.clone();
+            async move { sync_report(&ctx, &r).await }
+        })
+        .buffer_unordered(REPORT_WRITERS)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     if full {
         delete_orphan_reports(ctx).await?;
     }
