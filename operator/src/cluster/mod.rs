@@ -3,6 +3,7 @@
 //! the set of workloads it can affect ([`Affected`]) so that a change re-evaluates only those.
 
 mod affects;
+mod digest;
 mod optional;
 mod store;
 mod watch;
@@ -20,11 +21,12 @@ use kube::core::DynamicObject;
 use tokio::sync::Notify;
 
 pub use affects::Affected;
+pub use digest::{ReportDigest, content_hash};
 pub use optional::{OptionalKind, spawn_discovery};
 pub use store::{Diff, Key, KindStore};
 pub use watch::{WatchError, spawn_watchers};
 
-use crate::api::{CRMRiskException, CRMRiskReport};
+use crate::api::CRMRiskException;
 use crate::context::{BackupTools, ObjectSource, Workload};
 use crate::model::{WorkloadKind, WorkloadRef};
 
@@ -85,7 +87,7 @@ pub struct ClusterIndex {
     pub network_policies: KindStore<NetworkPolicy>,
     pub pdbs: KindStore<PodDisruptionBudget>,
     pub exceptions: KindStore<CRMRiskException>,
-    pub reports: KindStore<CRMRiskReport>,
+    pub reports: KindStore<ReportDigest>,
     pub velero_schedules: KindStore<DynamicObject>,
     pub velero_locations: KindStore<DynamicObject>,
     pub cnpg_clusters: KindStore<DynamicObject>,

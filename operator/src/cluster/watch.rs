@@ -19,7 +19,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use super::{Affected, ClusterIndex, Key, KindStore, affects};
+use super::{Affected, ClusterIndex, Key, KindStore, ReportDigest, affects};
 use crate::api::{CRMRiskException, CRMRiskReport};
 use crate::context::Workload;
 
@@ -429,9 +429,9 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
         index,
         reports,
         key_of::<CRMRiskReport>,
-        plain::<CRMRiskReport>,
-        same_version::<CRMRiskReport>,
-        |_: &ClusterIndex, _: &Key, _: Option<&CRMRiskReport>, _: Option<&CRMRiskReport>| Affected::Nothing
+        |r: CRMRiskReport| Ok(ReportDigest::of(&r, crate::controller::MANAGED_BY)),
+        |a: &ReportDigest, b: &ReportDigest| a.resource_version.is_some() && a.resource_version == b.resource_version,
+        |_: &ClusterIndex, _: &Key, _: Option<&ReportDigest>, _: Option<&ReportDigest>| Affected::Nothing
     );
     h
 }

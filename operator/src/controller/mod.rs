@@ -26,7 +26,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, info_span};
 
-pub use reports::{MANAGED_BY, PolicyAssessment, desired_report, same_content};
+pub use reports::{MANAGED_BY, PolicyAssessment, desired_report};
 pub use status::{Broken, desired_status, summarize};
 
 use crate::api::conditions::reason as reasons;
@@ -97,7 +97,7 @@ pub struct Context {
     assessments: RwLock<HashMap<String, BTreeMap<WorkloadRef, PolicyAssessment>>>,
     /// What this replica last wrote per report (namespace/name), to skip repeats before the
     /// watch shows our own write.
-    written: Mutex<HashMap<(String, String), crate::api::CRMRiskReportSpec>>,
+    written: Mutex<HashMap<(String, String), u64>>,
     policy_store: Mutex<Option<Store<CRMRiskPolicy>>>,
 }
 
@@ -468,7 +468,7 @@ async fn evaluate_and_write(
             let existing = ctx.index.reports.get(&r.namespace, &crate::api::report_name(r.kind, &r.name));
             let prev_ok = existing
                 .as_ref()
-                .and_then(|rep| rep.spec.policies.iter().find(|p| p.name == name).map(|p| p.acceptable))
+                .and_then(|rep| rep.acceptable_by_policy.get(&name).copied())
                 .or_else(|| previous.get(r).map(|p| p.assessment.verdict.acceptable))
                 .unwrap_or(true);
             prev_ok != *ok
@@ -643,22 +643,20 @@ async fn sync_crmrisk_report(ctx: &Context, r: &WorkloadRef) -> Result<(), Recon
     let desired = workload.as_deref().and_then(|w| desired_report(w, &ctx.assessments_for(r)));
     match desired {
         Some(mut report) => {
-            let unchanged_in_cluster = existing.as_ref().is_some_and(|e| same_content(&e.spec, &report.spec));
-            let unchanged_written = lock(&ctx.written).get(&key).is_some_and(|w| same_content(w, &report.spec));
+            let content = crate::cluster::content_hash(&report.spec);
+            let unchanged_in_cluster = existing.as_ref().is_some_and(|e| e.content == content);
+            let unchanged_written = lock(&ctx.written).get(&key) == Some(&content);
             if unchanged_in_cluster || (unchanged_written && existing.is_some()) {
                 return Ok(());
             }
-            if tracing::enabled!(tracing::Level::DEBUG) {
-                let before = existing.as_ref().map(|e| serde_json::to_string(&e.spec).unwrap_or_default());
-                tracing::debug!(report = %report_name, namespace = %r.namespace, before = ?before, after = %serde_json::to_string(&report.spec).unwrap_or_default(), "writing report");
-            }
+            tracing::debug!(report = %report_name, namespace = %r.namespace, "writing report");
             report.spec.last_evaluated = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
             let mut value = serde_json::to_value(&report).map_err(|e| ReconcileError::Join(e.to_string()))?;
             value["apiVersion"] = serde_json::json!(format!("{}/{}", crate::api::GROUP, crate::api::VERSION));
             value["kind"] = serde_json::json!("CRMRiskReport");
             api.patch(&report_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
             ctx.metrics.record_api_write(WriteKind::Report);
-            lock(&ctx.written).insert(key, report.spec);
+            lock(&ctx.written).insert(key, content);
         }
         None => {
             if existing.is_some() {
@@ -691,8 +689,8 @@ async fn delete_orphan_reports(ctx: &Context) -> Result<(), ReconcileError> {
         return Ok(()); // another policy has not been evaluated yet: its reports are not orphans
     }
     for report in ctx.index.reports.list() {
-        let ours = report.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
-        let key = (report.namespace().unwrap_or_default(), report.name_any());
+        let ours = report.managed;
+        let key = (report.namespace.clone(), report.name.clone());
         if ours && !known.contains(&key) {
             let api: Api<CRMRiskReport> = Api::namespaced(ctx.client.clone(), &key.0);
             match api.delete(&key.1, &DeleteParams::default()).await {

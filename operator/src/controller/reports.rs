@@ -88,9 +88,3 @@ fn truncate_label(s: &str) -> String {
     }
     s[..end].trim_end_matches(['-', '.', '_']).to_owned()
 }
-
-/// Whether two report specs say the same thing (the evaluation time does not count).
-pub fn same_content(a: &CRMRiskReportSpec, b: &CRMRiskReportSpec) -> bool {
-    let strip = |s: &CRMRiskReportSpec| CRMRiskReportSpec { last_evaluated: None, ..s.clone() };
-    strip(a) == strip(b)
-}
