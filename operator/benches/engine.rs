@@ -4,6 +4,8 @@
 //! - `assess`: what the operator and `crmrisk scan` do per workload: build the context, evaluate
 //!   the Rego library, score, apply exceptions;
 //! - `context`: the context builder alone (input document, serialized as the engine gets it);
+//! - `convert`: turning input documents into regorus values (JSON text, then parsed), as
+//!   `Evaluator::evaluate` does;
 //! - `rego`: the Rego evaluation alone, on documents built beforehand.
 //!
 //! Throughput is reported in workloads per second. Run with `cargo bench -p crmrisk --bench
@@ -43,14 +45,16 @@ fn engine(c: &mut Criterion) {
     eprintln!("{WORKLOADS} workloads, {findings} findings");
 
     let params = serde_json::to_value(&spec.checks).expect("params");
-    let inputs: Vec<regorus::Value> = workloads
+    let documents: Vec<serde_json::Value> = workloads
         .iter()
         .map(|w| {
             let mut doc = serde_json::to_value(context::build(w, &objects)).expect("context serializes");
             doc["params"] = params.clone();
-            regorus::Value::from_json_str(&doc.to_string()).expect("regorus value")
+            doc
         })
         .collect();
+    let inputs: Vec<regorus::Value> =
+        documents.iter().map(|d| regorus::Value::from_json_str(&d.to_string()).expect("regorus value")).collect();
     let set = crmrisk::engine::PolicySet::compile(&crmrisk::engine::PolicySetSpec::default()).expect("policy set");
     let mut raw = set.evaluator();
 
@@ -69,6 +73,15 @@ fn engine(c: &mut Criterion) {
         b.iter(|| {
             for w in &workloads {
                 black_box(serde_json::to_value(context::build(w, &objects)).expect("context serializes"));
+            }
+        })
+    });
+    group.bench_function("convert", |b| {
+        b.iter(|| {
+            for doc in &documents {
+                // What `Evaluator::evaluate` does before evaluating: JSON text, then a regorus value.
+                let json = serde_json::to_string(doc).expect("JSON");
+                black_box(regorus::Value::from_json_str(&json).expect("regorus value"));
             }
         })
     });
