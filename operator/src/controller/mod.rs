@@ -504,7 +504,7 @@ async fn evaluate_and_write(
     };
     // Several writes in flight: a first pass over thousands of workloads is bound by API
     // round trips, not by evaluation. The first error fails the reconcile (and is retried).
-    let results: Vec<Result<(), ReconcileError>> = futures::stream::iter(report_scope.into_iter())
+    let results: Vec<Result<(), ReconcileError>> = futures::stream::iter(report_scope)
         .map(|r| {
             let ctx = ctx.clone();
             async move { sync_report(&ctx, &r).await }

@@ -94,10 +94,37 @@ fn split_documents(text: &str) -> Vec<String> {
     docs
 }
 
+/// Deepest flow-style nesting accepted. The YAML parser rejects nesting past 128 levels only
+/// after work that grows with the square of the depth, so a hostile document of a few hundred
+/// kilobytes of `[[[[` could stall a CI job; real manifests nest a dozen levels at most.
+const MAX_FLOW_DEPTH: usize = 64;
+
+fn flow_depth(doc: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in doc.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Parse one file's text (YAML, which includes JSON) into documents.
 pub fn parse_into(name: &str, text: &str, loaded: &mut Loaded) {
     for (index, doc) in split_documents(text).iter().enumerate() {
         let source = format!("{name}#{index}");
+        if flow_depth(doc) > MAX_FLOW_DEPTH {
+            loaded.errors.push(InputError {
+                source,
+                message: format!("nested deeper than {MAX_FLOW_DEPTH} levels; not a Kubernetes manifest"),
+            });
+            continue;
+        }
         match serde_yaml_ng::from_str::<serde_json::Value>(doc) {
             Ok(serde_json::Value::Null) => {}
             Ok(value) => push_value(source, value, loaded),
@@ -157,6 +184,14 @@ mod tests {
         assert_eq!(l.documents.len(), 2);
         let errs: Vec<_> = l.errors.iter().map(|e| e.source.as_str()).collect();
         assert_eq!(errs, ["f.yaml#1", "f.yaml#2"]);
+    }
+
+    #[test]
+    fn deeply_nested_documents_are_rejected_quickly() {
+        let hostile = "[".repeat(100_000);
+        let l = parse(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\n{hostile}\n"));
+        assert_eq!(l.documents.len(), 1);
+        assert!(l.errors[0].message.contains("nested deeper"), "{:?}", l.errors);
     }
 
     #[test]
