@@ -69,24 +69,8 @@ pub fn validate_selector(selector: &LabelSelector) -> Result<(), SelectorError> 
 /// Whether `labels` satisfy `selector`. An empty selector matches everything; an invalid one
 /// matches nothing (see the module documentation).
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok =
-        selector.match_labels.iter().flatten().all(|(key, value)| labels.get(key).is_some_and(|v| v == value));
-    if !labels_ok {
-        return false;
-    }
-    selector.match_expressions.iter().flatten().all(|req| {
-        let Ok(op) = parse_requirement(req) else {
-            return false;
-        };
-        let values = req.values.as_deref().unwrap_or_default();
-        let current = labels.get(&req.key);
-        match op {
-            Op::In => current.is_some_and(|v| values.contains(v)),
-            Op::NotIn => current.is_none_or(|v| !values.contains(v)),
-            Op::Exists => current.is_some(),
-            Op::DoesNotExist => current.is_none(),
-        }
-    })
+    // Matching itself is shared with the context builder; the API adds the strictness.
+    validate_selector(selector).is_ok() && crate::context::selector::matches(selector, labels)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::api::{CRMRiskException, CRMRiskPolicy, CRMRiskPolicySpec};
 use crate::assess::{CompiledPolicy, custom_modules};
 use crate::context::{Inserted, ObjectSet, ObjectSource};
 use crate::engine::{EngineError, Limits};
-use crate::model::{Band, Category, Control, WorkloadKind};
+use crate::model::{Band, WorkloadKind};
 use crate::risk::ScoredFinding;
 
 pub use load::InputError;
@@ -70,23 +70,9 @@ pub struct PolicyResult {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingResult {
-    pub id: String,
     pub policy: String,
-    pub title: String,
-    pub category: Category,
-    pub control: Control,
-    pub likelihood: u8,
-    pub impact: u8,
-    pub score: u8,
-    pub band: Band,
-    pub accepted: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub accepted_by: Option<String>,
-    pub message: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub remediation: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub evidence: Vec<crate::risk::Evidence>,
+    #[serde(flatten)]
+    pub finding: ScoredFinding,
     /// Where the workload was defined (`file#document`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -95,25 +81,16 @@ pub struct FindingResult {
 }
 
 impl FindingResult {
-    fn new(policy: &str, f: ScoredFinding, tolerance: u8, source: Option<String>) -> FindingResult {
-        FindingResult {
-            above_tolerance: f.score >= tolerance,
-            id: f.id,
-            policy: policy.to_owned(),
-            title: f.title,
-            category: f.category,
-            control: f.control,
-            likelihood: f.likelihood,
-            impact: f.impact,
-            score: f.score,
-            band: f.band,
-            accepted: f.accepted,
-            accepted_by: f.accepted_by,
-            message: f.message,
-            remediation: f.remediation,
-            evidence: f.evidence,
-            source,
-        }
+    fn new(policy: &str, finding: ScoredFinding, tolerance: u8, source: Option<String>) -> FindingResult {
+        FindingResult { above_tolerance: finding.score >= tolerance, policy: policy.to_owned(), finding, source }
+    }
+}
+
+/// Scan output reads like the scored finding it wraps (`f.id`, `f.score`, ...).
+impl std::ops::Deref for FindingResult {
+    type Target = ScoredFinding;
+    fn deref(&self) -> &ScoredFinding {
+        &self.finding
     }
 }
 
