@@ -315,7 +315,12 @@ async fn write_broken(
     send_event: bool,
 ) -> Result<(), ReconcileError> {
     let name = policy.name_any();
-    tracing::warn!(reason = broken.reason, message = %broken.message, "policy cannot be evaluated");
+    // Said once per generation (with the Event); later passes only at debug level.
+    if send_event {
+        tracing::warn!(reason = broken.reason, message = %broken.message, "policy cannot be evaluated");
+    } else {
+        tracing::debug!(reason = broken.reason, "policy still cannot be evaluated");
+    }
     ctx.metrics.set_policy_ready(&name, false);
     if !ctx.leader.is_leader() {
         return Ok(());
