@@ -82,11 +82,11 @@ say "kubectl get crmriskreports -A"
 kubectl get crr -A
 say "kubectl describe crp crm-baseline (conditions and top findings)"
 kubectl get crp crm-baseline -o jsonpath='{range .status.conditions[*]}  {.type}={.status} ({.reason}): {.message}{"\n"}{end}'
-kubectl get crp crm-baseline -o jsonpath='{range .status.topFindings[*]}  {.score} {.band} {.id} {.workload.kind}/{.workload.namespace}/{.workload.name}: {.message}{"\n"}{end}' | head -8
+kubectl get crp crm-baseline -o jsonpath='{range .status.topFindings[*]}  {.score} {.band} {.id} {.workload.kind}/{.workload.namespace}/{.workload.name}: {.message}{"\n"}{end}' | sed -n 1,8p
 say "recent Events"
 kubectl get events -A --field-selector reason=RiskAboveTolerance --sort-by=.metadata.creationTimestamp 2>/dev/null | tail -6
 say "Prometheus metrics (excerpt)"
-curl -s "http://127.0.0.1:$port/metrics" | grep -E '^crmrisk_(workload_risk_score|workloads_above_tolerance)' | head -8
+curl -s "http://127.0.0.1:$port/metrics" | grep -E '^crmrisk_(workload_risk_score|workloads_above_tolerance)' | sed -n 1,8p
 say "the same engine offline: crmrisk scan -f examples/risky"
 "$crmrisk" scan -f examples/risky | head -12 || true
 
