@@ -13,6 +13,7 @@ use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::core::DeserializeGuard;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource};
@@ -147,6 +148,7 @@ fn api_version_of(kind: &str) -> Option<&'static str> {
     match kind {
         "Deployment" | "StatefulSet" | "DaemonSet" => Some("apps/v1"),
         "CronJob" => Some("batch/v1"),
+        "CRMRiskException" => Some("crmrisk.io/v1alpha1"),
         _ => None,
     }
 }
@@ -414,11 +416,16 @@ pub fn spawn_watchers(client: Client, index: Arc<ClusterIndex>) -> Vec<JoinHandl
     spawn_watch!(
         h,
         "CRMRiskException",
-        Api::<CRMRiskException>::all(c.clone()),
+        // Guarded: an exception this version cannot read (written by a newer schema, say) is
+        // skipped with an Event instead of breaking the whole watch.
+        Api::<DeserializeGuard<CRMRiskException>>::all(c.clone()),
         index,
         exceptions,
-        key_of::<CRMRiskException>,
-        plain::<CRMRiskException>,
+        key_of::<DeserializeGuard<CRMRiskException>>,
+        |g: DeserializeGuard<CRMRiskException>| match g.0 {
+            Ok(e) => plain(e),
+            Err(invalid) => Err(format!("not a valid CRMRiskException: {}", invalid.error)),
+        },
         same_version::<CRMRiskException>,
         by_namespace
     );
