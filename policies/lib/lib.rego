@@ -140,24 +140,35 @@ tls_sslmodes := {"require", "verify-ca", "verify-full"}
 # sslmode values written in a connection string: keyword/value ("sslmode=disable"),
 # URL query ("?sslmode=disable") or JDBC ("jdbc:postgresql://h/db?sslmode=prefer").
 sslmodes(s) := {mode |
+	contains(lower(s), "sslmode")
 	some hit in regex.find_n(`sslmode[ \t]*=[ \t]*'?[a-z-]+`, lower(s), -1)
 	mode := regex.replace(hit, `^sslmode[ \t]*=[ \t]*'?`, "")
 }
 
 # A PostgreSQL connection string: a postgres:// or postgresql:// URL (JDBC included), or a
 # libpq keyword/value string naming a host and a database or user.
-is_pg_conn_string(s) if regex.match(`postgres(ql)?://`, lower(s))
+is_pg_conn_string(s) if contains(lower(s), "postgres://")
+
+is_pg_conn_string(s) if contains(lower(s), "postgresql://")
 
 is_pg_conn_string(s) if {
+	contains(s, "=")
 	regex.match(`(^|[ \t])(host|hostaddr)[ \t]*=[ \t]*[^ \t]`, lower(s))
 	regex.match(`(^|[ \t])(dbname|user)[ \t]*=[ \t]*[^ \t]`, lower(s))
 }
 
 # JDBC's ssl=true means verify-full when no sslmode is given.
-jdbc_ssl_true(s) if regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lower(s))
+jdbc_ssl_true(s) if {
+	contains(lower(s), "jdbc:postgresql://")
+	regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lower(s))
+}
 
 # A URL that carries a literal password: scheme://user:password@host (not a $(VAR) reference).
-has_url_password(s) if regex.match(`[A-Za-z][A-Za-z0-9+.-]*://[^/ \t:@]+:[^/ \t@$][^/ \t@]*@`, s)
+has_url_password(s) if {
+	contains(s, "://")
+	contains(s, "@")
+	regex.match(`[A-Za-z][A-Za-z0-9+.-]*://[^/ \t:@]+:[^/ \t@$][^/ \t@]*@`, s)
+}
 
 # Names that say "credential": PASSWORD anywhere, the shorter words only as a whole
 # underscore-separated part (so TOKENIZER_MODEL is not a token).
@@ -173,7 +184,10 @@ secret_like_name(name) if {
 }
 
 # A value that is really a reference to another variable: "$(DB_PASSWORD)".
-env_reference(v) if regex.match(`^\$\([A-Za-z_][A-Za-z0-9_]*\)$`, v)
+env_reference(v) if {
+	startswith(v, "$(")
+	regex.match(`^\$\([A-Za-z_][A-Za-z0-9_]*\)$`, v)
+}
 
 # ---------------------------------------------------------------------------------------------
 # RBAC
@@ -264,10 +278,14 @@ database_image_words := {
 }
 
 # Sidecars named after the database they watch (postgres-exporter) are not the database.
+# The words as one alternation (they are plain lower-case words): one regex match per image
+# instead of one contains() per word.
+database_image_pattern := concat("|", database_image_words)
+
 database_image(image) if {
-	some word in database_image_words
-	contains(lower(image), word)
-	not contains(lower(image), "exporter")
+	img := lower(image)
+	not contains(img, "exporter")
+	regex.match(database_image_pattern, img)
 }
 
 # The containers of a database workload that run the database: those whose image looks like one,
@@ -292,10 +310,9 @@ any_database_image if {
 # In-memory stores, usually run as caches whose content can be rebuilt.
 cache_image_words := {"memcached", "redis", "valkey", "keydb", "dragonfly"}
 
-cache_image(image) if {
-	some word in cache_image_words
-	contains(lower(image), word)
-}
+cache_image_pattern := concat("|", cache_image_words)
+
+cache_image(image) if regex.match(cache_image_pattern, lower(image))
 
 # Append-only persistence asked for on the command line: the data is meant to survive.
 durable_cache(c) if regex.match(`--appendonly[ =]+yes`, lower(concat(" ", object.get(c, "args", []))))

@@ -6,6 +6,9 @@ import rego.v1
 
 import data.crmrisk.lib
 
+# lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
+# evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
+
 sa := input.serviceAccount
 
 sa_desc := sprintf("ServiceAccount %s", [lib.qualified(sa.name)])
@@ -16,8 +19,8 @@ binding_evidence(b) := [sa_ref, lib.binding_ref(b), lib.role_ref(b)]
 
 # Bindings RBAC-001 reports; the narrower RBAC rules skip them.
 admin_binding(b) if {
-	lib.enabled("rbac", "forbidClusterAdmin")
 	lib.binds_cluster_admin(b)
+	lib.enabled("rbac", "forbidClusterAdmin")
 }
 
 wildcards_checked if lib.enabled("rbac", "forbidWildcards")
@@ -50,7 +53,7 @@ findings contains f if {
 			"id": "RBAC-001",
 			"message": sprintf(
 				"%s used by %s is bound to ClusterRole cluster-admin by %s: it can do anything %s",
-				[sa_desc, lib.workload_desc, lib.binding_desc(b), lib.binding_scope(b)],
+				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_desc(b), lib.binding_scope(b)],
 			),
 			"evidence": binding_evidence(b),
 		},
@@ -76,7 +79,7 @@ findings contains f if {
 			"id": "RBAC-002",
 			"message": sprintf(
 				"%s used by %s gets wildcard permissions %s through %s (%s): %s",
-				[sa_desc, lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
 			),
 			"evidence": binding_evidence(b),
 		},
@@ -89,6 +92,8 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 secret_read_rule(r) if {
+	some res in r.resources
+	res in {"secrets", "*"}
 	lib.unrestricted(r)
 	some verb in ["get", "list", "watch"]
 	lib.grants(r, "", "secrets", verb)
@@ -109,7 +114,7 @@ findings contains f if {
 			"id": "RBAC-003",
 			"message": sprintf(
 				"%s used by %s can read every Secret %s through %s (%s: %s)",
-				[sa_desc, lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
 			),
 			"evidence": binding_evidence(b),
 		},
@@ -129,9 +134,9 @@ findings contains f if {
 		"id": "RBAC-004",
 		"message": sprintf(
 			"%s runs as the default ServiceAccount of namespace %s with its API token mounted: every pod of the namespace shares that identity, and a compromised container can use it",
-			[lib.workload_desc, input.workload.namespace],
+			[data.crmrisk.lib.workload_desc, input.workload.namespace],
 		),
-		"evidence": [sa_ref, lib.workload_ref],
+		"evidence": [sa_ref, data.crmrisk.lib.workload_ref],
 	}
 }
 
@@ -149,9 +154,9 @@ findings contains f if {
 		"id": "RBAC-005",
 		"message": sprintf(
 			"%s mounts the API token of %s although no RoleBinding or ClusterRoleBinding grants it anything: set automountServiceAccountToken: false",
-			[lib.workload_desc, sa_desc],
+			[data.crmrisk.lib.workload_desc, sa_desc],
 		),
-		"evidence": [sa_ref, lib.workload_ref],
+		"evidence": [sa_ref, data.crmrisk.lib.workload_ref],
 	}
 }
 
@@ -174,13 +179,27 @@ escalation_grants := [
 	{"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "bind", "what": "bind any ClusterRole"},
 ]
 
+# Cheap guard: a rule can only grant an escalation if one of its resources and one of its verbs
+# appears in escalation_grants (or is a wildcard); most rules fail it, and skip the full join.
+escalation_resources := {g.resource | some g in escalation_grants} | {"*"}
+
+escalation_verbs := {g.verb | some g in escalation_grants} | {"*"}
+
+escalation_candidate(r) if {
+	some res in r.resources
+	res in escalation_resources
+	some v in r.verbs
+	v in escalation_verbs
+}
+
 findings contains f if {
 	some b in input.rbac.bindings
 	not admin_binding(b)
 	whats := sort({g.what |
-		some g in escalation_grants
 		some r in b.rules
+		escalation_candidate(r)
 		not wildcard_reported(r)
+		some g in escalation_grants
 		lib.grants(r, g.group, g.resource, g.verb)
 	})
 	count(whats) > 0
@@ -189,7 +208,7 @@ findings contains f if {
 			"id": "RBAC-006",
 			"message": sprintf(
 				"%s used by %s can %s %s through %s (%s): each is a path to more privileges than the role grants",
-				[sa_desc, lib.workload_desc, concat(", ", whats), lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b)],
+				[sa_desc, data.crmrisk.lib.workload_desc, concat(", ", whats), lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b)],
 			),
 			"evidence": binding_evidence(b),
 		},
@@ -208,7 +227,7 @@ findings contains f if {
 		"id": "RBAC-007",
 		"message": sprintf(
 			"%s binds %s to %s, which does not exist: whoever creates a role of that name later grants it to %s",
-			[lib.binding_desc(b), sa_desc, lib.role_desc(b), lib.workload_desc],
+			[lib.binding_desc(b), sa_desc, lib.role_desc(b), data.crmrisk.lib.workload_desc],
 		),
 		"evidence": binding_evidence(b),
 	}
@@ -227,9 +246,9 @@ findings contains f if {
 		"id": "RBAC-008",
 		"message": sprintf(
 			"%s runs as %s, which does not exist: new pods are rejected until it is created, and whoever creates it decides what they may do",
-			[lib.workload_desc, sa_desc],
+			[data.crmrisk.lib.workload_desc, sa_desc],
 		),
-		"evidence": [sa_ref, lib.workload_ref],
+		"evidence": [sa_ref, data.crmrisk.lib.workload_ref],
 	}
 }
 
@@ -249,14 +268,14 @@ ingress_restricted if {
 }
 
 findings contains f if {
-	lib.is_database
+	data.crmrisk.lib.is_database
 	not ingress_restricted
 	f := {
 		"id": "RBAC-009",
 		"message": sprintf(
 			"%s is a database but no NetworkPolicy restricts ingress to its pods: any pod in the cluster can connect to it",
-			[lib.workload_desc],
+			[data.crmrisk.lib.workload_desc],
 		),
-		"evidence": [lib.workload_ref],
+		"evidence": [data.crmrisk.lib.workload_ref],
 	}
 }
