@@ -72,3 +72,30 @@ pub async fn report(api: &Api<CRMRiskReport>, name: &str) -> Option<CRMRiskRepor
 pub fn ids(r: &CRMRiskReport) -> BTreeSet<String> {
     r.spec.findings.iter().map(|f| f.finding.id.clone()).collect()
 }
+
+/// A test namespace holding the risky example stack, and a policy that matches only it.
+pub struct RiskyStack {
+    pub ns: crmrisk_testbed::TestNamespace,
+    pub policy: String,
+    _guard: PolicyGuard,
+}
+
+/// Create the namespace (`<prefix>-...`), set up CRDs and the operator identity, apply the
+/// risky stack and a policy named `<policy_prefix>-<namespace>` with `extra` spec lines (where
+/// `{ns}` stands for the namespace).
+pub async fn risky_stack_with_policy(
+    cp: &ControlPlane,
+    admin: &kube::Client,
+    prefix: &str,
+    policy_prefix: &str,
+    extra: &str,
+) -> RiskyStack {
+    let ns = crmrisk_testbed::TestNamespace::create(admin, prefix).await;
+    setup(cp, &ns.name).await;
+    crmrisk_testbed::operator::kubectl_apply(cp, &crmrisk_testbed::operator::risky_stack(&ns.name).unwrap(), None)
+        .unwrap();
+    let name = format!("{policy_prefix}-{}", ns.name);
+    let (yaml, guard) = policy(&name, &ns.name, &extra.replace("{ns}", &ns.name));
+    crmrisk_testbed::operator::kubectl_apply(cp, &yaml, None).unwrap();
+    RiskyStack { ns, policy: name, _guard: guard }
+}

@@ -9,7 +9,9 @@ use crmrisk::api::{CRMRiskPolicy, CRMRiskReport};
 use crmrisk::run::Running;
 use crmrisk_testbed::operator::{http_get, kubectl, kubectl_apply, risky_stack};
 
-use crate::common::{SERIAL, WAIT, condition, ids, policy, policy_status, report, setup, start_operator};
+use crate::common::{
+    SERIAL, WAIT, condition, ids, policy, policy_status, report, risky_stack_with_policy, setup, start_operator,
+};
 use crmrisk_testbed::{ControlPlane, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, ListParams};
@@ -240,12 +242,8 @@ async fn two_replicas_elect_one_leader_and_only_it_writes() {
     let _serial = SERIAL.lock().await;
     let cp = ControlPlane::shared();
     let admin = cp.admin_client().await;
-    let ns = TestNamespace::create(&admin, "op-ha").await;
-    setup(cp, &ns.name).await;
-    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
-    let pname = format!("ha-{}", ns.name);
-    let (yaml, _g) = policy(&pname, &ns.name, "");
-    kubectl_apply(cp, &yaml, None).unwrap();
+    let stack = risky_stack_with_policy(cp, &admin, "op-ha", "ha", "").await;
+    let (ns, pname) = (&stack.ns, stack.policy.clone());
 
     let a = start_operator(cp, &ns.name, "replica-a").await;
     let b = start_operator(cp, &ns.name, "replica-b").await;
@@ -290,12 +288,8 @@ async fn policy_reports_for_existing_dashboards_appear_when_their_crds_are_insta
     let _serial = SERIAL.lock().await;
     let cp = ControlPlane::shared();
     let admin = cp.admin_client().await;
-    let ns = TestNamespace::create(&admin, "op-polr").await;
-    setup(cp, &ns.name).await;
-    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
-    let pname = format!("polr-{}", ns.name);
-    let (yaml, _g) = policy(&pname, &ns.name, "");
-    kubectl_apply(cp, &yaml, None).unwrap();
+    let stack = risky_stack_with_policy(cp, &admin, "op-polr", "polr", "").await;
+    let (ns, pname) = (&stack.ns, stack.policy.clone());
     let op = start_operator(cp, &ns.name, "replica-polr").await;
 
     // The CRDs arrive while the operator runs: discovery finds them without a restart.
@@ -350,19 +344,10 @@ async fn custom_policy_from_a_configmap_waits_for_it_and_follows_its_edits() {
     let _serial = SERIAL.lock().await;
     let cp = ControlPlane::shared();
     let admin = cp.admin_client().await;
-    let ns = TestNamespace::create(&admin, "op-cm").await;
-    setup(cp, &ns.name).await;
-    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
-    let pname = format!("cm-{}", ns.name);
-    let (yaml, _g) = policy(
-        &pname,
-        &ns.name,
-        &format!(
-            "  customPolicies:\n  - name: tags\n    configMapRef: {{name: crm-rules, namespace: {}, key: policy.rego}}\n",
-            ns.name
-        ),
-    );
-    kubectl_apply(cp, &yaml, None).unwrap();
+    let extra =
+        "  customPolicies:\n  - name: tags\n    configMapRef: {name: crm-rules, namespace: {ns}, key: policy.rego}\n";
+    let stack = risky_stack_with_policy(cp, &admin, "op-cm", "cm", extra).await;
+    let (ns, pname) = (&stack.ns, stack.policy.clone());
     let op = start_operator(cp, &ns.name, "replica-cm").await;
     let policies: Api<CRMRiskPolicy> = Api::all(admin.clone());
 

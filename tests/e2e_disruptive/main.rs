@@ -8,22 +8,18 @@ mod common;
 use std::time::Duration;
 
 use crmrisk::api::{CRMRiskPolicy, CRMRiskReport};
-use crmrisk_testbed::operator::{http_get, kubectl_apply, risky_stack};
-use crmrisk_testbed::{ControlPlane, TestNamespace, wait_for};
+use crmrisk_testbed::operator::{http_get, kubectl_apply};
+use crmrisk_testbed::{ControlPlane, wait_for};
 use kube::api::Api;
 
-use common::{WAIT, ids, policy, policy_status, report, setup, start_operator};
+use common::{WAIT, ids, policy_status, report, risky_stack_with_policy, start_operator};
 
 #[tokio::test]
 async fn operator_survives_an_api_server_restart_and_converges() {
     let cp = ControlPlane::shared();
     let admin = cp.admin_client().await;
-    let ns = TestNamespace::create(&admin, "op-restart").await;
-    setup(cp, &ns.name).await;
-    kubectl_apply(cp, &risky_stack(&ns.name).unwrap(), None).unwrap();
-    let pname = format!("restart-{}", ns.name);
-    let (yaml, _guard) = policy(&pname, &ns.name, "");
-    kubectl_apply(cp, &yaml, None).unwrap();
+    let stack = risky_stack_with_policy(cp, &admin, "op-restart", "restart", "").await;
+    let (ns, pname) = (&stack.ns, stack.policy.clone());
 
     let op = start_operator(cp, &ns.name, "replica-restart").await;
     let policies: Api<CRMRiskPolicy> = Api::all(admin.clone());
