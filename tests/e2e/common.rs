@@ -99,3 +99,17 @@ pub async fn risky_stack_with_policy(
     crmrisk_testbed::operator::kubectl_apply(cp, &yaml, None).unwrap();
     RiskyStack { ns, policy: name, _guard: guard }
 }
+
+/// Create the Velero BackupStorageLocation `local-minio` that the risky stack's Schedule names
+/// but lacks (the "fix" that clears BKP-006).
+pub fn create_missing_storage_location(cp: &ControlPlane, namespace: &str) {
+    crmrisk_testbed::operator::kubectl_apply(
+        cp,
+        &format!(
+            "apiVersion: velero.io/v1\nkind: BackupStorageLocation\nmetadata: {{name: local-minio, namespace: {namespace}}}\n\
+             spec: {{provider: aws, objectStorage: {{bucket: crm-backups}}, config: {{region: eu-west-1}}, accessMode: ReadWrite}}\n"
+        ),
+        None,
+    )
+    .unwrap();
+}

@@ -10,7 +10,8 @@ use crmrisk::run::Running;
 use crmrisk_testbed::operator::{http_get, kubectl, kubectl_apply, risky_stack};
 
 use crate::common::{
-    SERIAL, WAIT, condition, ids, policy, policy_status, report, risky_stack_with_policy, setup, start_operator,
+    SERIAL, WAIT, condition, create_missing_storage_location, ids, policy, policy_status, report,
+    risky_stack_with_policy, setup, start_operator,
 };
 use crmrisk_testbed::{ControlPlane, TestNamespace, wait_for};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -98,16 +99,7 @@ async fn operator_reports_risk_converges_on_fixes_and_honours_exceptions() {
     assert_eq!(before, after, "writes while nothing changed");
 
     // Fix one thing: the Schedule's storage location now exists -> BKP-006 disappears, score drops.
-    kubectl_apply(
-        cp,
-        &format!(
-            "apiVersion: velero.io/v1\nkind: BackupStorageLocation\nmetadata: {{name: local-minio, namespace: {}}}\n\
-             spec: {{provider: aws, objectStorage: {{bucket: crm-backups}}, config: {{region: eu-west-1}}, accessMode: ReadWrite}}\n",
-            ns.name
-        ),
-        None,
-    )
-    .unwrap();
+    create_missing_storage_location(cp, &ns.name);
     let db = wait_for("BKP-006 gone from the crm-db report", WAIT, || async {
         report(&reports, "statefulset-crm-db").await.filter(|r| !ids(r).contains("BKP-006"))
     })

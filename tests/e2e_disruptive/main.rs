@@ -8,11 +8,13 @@ mod common;
 use std::time::Duration;
 
 use crmrisk::api::{CRMRiskPolicy, CRMRiskReport};
-use crmrisk_testbed::operator::{http_get, kubectl_apply};
+use crmrisk_testbed::operator::http_get;
 use crmrisk_testbed::{ControlPlane, wait_for};
 use kube::api::Api;
 
-use common::{WAIT, ids, policy_status, report, risky_stack_with_policy, start_operator};
+use common::{
+    WAIT, create_missing_storage_location, ids, policy_status, report, risky_stack_with_policy, start_operator,
+};
 
 #[tokio::test]
 async fn operator_survives_an_api_server_restart_and_converges() {
@@ -55,16 +57,7 @@ async fn operator_survives_an_api_server_restart_and_converges() {
     let admin = cp.admin_client().await;
     let reports: Api<CRMRiskReport> = Api::namespaced(admin.clone(), &ns.name);
     assert!(ids(&report(&reports, "statefulset-crm-db").await.unwrap()).contains("BKP-006"));
-    kubectl_apply(
-        cp,
-        &format!(
-            "apiVersion: velero.io/v1\nkind: BackupStorageLocation\nmetadata: {{name: local-minio, namespace: {}}}\n\
-             spec: {{provider: aws, objectStorage: {{bucket: crm-backups}}, config: {{region: eu-west-1}}, accessMode: ReadWrite}}\n",
-            ns.name
-        ),
-        None,
-    )
-    .unwrap();
+    create_missing_storage_location(cp, &ns.name);
     wait_for("the change after the restart is evaluated", Duration::from_secs(90), || async {
         report(&reports, "statefulset-crm-db").await.filter(|r| !ids(r).contains("BKP-006"))
     })
