@@ -57,6 +57,8 @@ pub enum EngineError {
     Catalog(#[from] super::catalog::CatalogError),
     #[error("evaluation exceeded its time limit of {0:?}")]
     Timeout(std::time::Duration),
+    #[error("evaluation exceeded its limit of {0} VM instructions")]
+    InstructionLimit(usize),
     #[error("input document is {size} bytes, over the limit of {limit}")]
     InputTooLarge { size: usize, limit: usize },
     #[error("evaluation failed: {0}")]

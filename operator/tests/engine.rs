@@ -1,0 +1,176 @@
+//! The engine's two backends and its limits.
+//!
+//! The register VM is the default backend; these tests hold it to the interpreter's results on
+//! generated workloads, check that the built-in library really runs on it (so a rule that the VM
+//! cannot lower is noticed, not silently slower), that a custom module the VM cannot lower still
+//! works on the interpreter, and that hostile policies and inputs hit the time, instruction,
+//! size and findings limits instead of running away.
+
+use std::time::Duration;
+
+use crmrisk::api::CRMRiskPolicySpec;
+use crmrisk::context::{self, ObjectSet};
+use crmrisk::engine::{Backend, CustomModule, EngineError, Limits, PolicySet, PolicySetSpec};
+
+#[path = "../benches/support/gen.rs"]
+#[allow(dead_code)]
+mod generator;
+
+/// Rego input documents of `n` generated workloads, as `CompiledPolicy::assess` builds them.
+fn generated_inputs(n: usize) -> Vec<serde_json::Value> {
+    let objects = ObjectSet::from_values(generator::generate(n, generator::SEED)).expect("generated objects");
+    let params = serde_json::to_value(CRMRiskPolicySpec::default().checks).expect("params");
+    objects
+        .workloads()
+        .iter()
+        .map(|w| {
+            let mut doc = serde_json::to_value(context::build(w, &objects)).expect("context serializes");
+            doc["params"] = params.clone();
+            doc
+        })
+        .collect()
+}
+
+fn custom(rego: &str) -> CustomModule {
+    CustomModule { label: "customPolicies[test]".to_owned(), rego: rego.to_owned() }
+}
+
+fn set_with(rego: &str, limits: Limits) -> PolicySet {
+    let spec = PolicySetSpec { categories: Default::default(), custom: vec![custom(rego)], limits };
+    PolicySet::compile(&spec).expect("custom module compiles")
+}
+
+const METADATA: &str = r#"metadata := {"T-001": {"title": "t", "category": "custom", "control": "detection",
+  "objective": "integrity", "likelihood": 2, "impact": 2, "remediation": "r"}}"#;
+
+#[test]
+fn the_built_in_library_runs_on_the_vm() {
+    let set = PolicySet::compile(&PolicySetSpec::default()).expect("library compiles");
+    assert_eq!(set.backend(), Backend::Vm, "the VM could not lower the library: {:?}", set.vm_unavailable());
+    assert_eq!(set.evaluator().backend(), Backend::Vm);
+}
+
+#[test]
+fn vm_and_interpreter_return_the_same_findings() {
+    let set = PolicySet::compile(&PolicySetSpec::default()).expect("library compiles");
+    let mut vm = set.evaluator_on(Backend::Vm).expect("vm evaluator");
+    let mut interpreter = set.evaluator_on(Backend::Interpreter).expect("interpreter evaluator");
+    let inputs = generated_inputs(400);
+    let mut findings = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let a = vm.evaluate(input).expect("vm evaluation");
+        let b = interpreter.evaluate(input).expect("interpreter evaluation");
+        assert_eq!(a, b, "input {i} ({}) differs between the VM and the interpreter", input["workload"]["name"]);
+        findings += a.findings.len();
+        ids.extend(a.findings.into_iter().map(|f| f.id));
+    }
+    // The comparison means something only if many different rules fired.
+    assert!(findings > inputs.len(), "only {findings} findings on {} inputs", inputs.len());
+    assert!(ids.len() >= 20, "only {} distinct rules fired: {ids:?}", ids.len());
+}
+
+#[test]
+fn a_custom_module_the_vm_cannot_lower_runs_on_the_interpreter() {
+    // `with` is not supported by the VM compiler of regorus 0.14.
+    let rego = format!(
+        r#"package crmrisk.custom.with_kw
+import rego.v1
+{METADATA}
+replicas := input.workload.replicas
+findings contains {{"id": "T-001", "message": sprintf("pretend %v", [r])}} if {{
+  r := replicas with input.workload.replicas as 7
+}}
+"#
+    );
+    let set = set_with(&rego, Limits::default());
+    assert_eq!(set.backend(), Backend::Interpreter);
+    assert!(set.vm_unavailable().is_some());
+    let eval = set.evaluator().evaluate(&serde_json::json!({"workload": {"replicas": 1}})).expect("evaluates");
+    assert_eq!(eval.findings.len(), 1);
+    assert_eq!(eval.findings[0].message, "pretend 7");
+}
+
+/// Ten thousand squared iterations: far beyond any limit below.
+fn hostile() -> String {
+    format!(
+        r#"package crmrisk.custom.hostile
+import rego.v1
+{METADATA}
+findings contains {{"id": "T-001", "message": "never"}} if {{
+  some i in numbers.range(1, 10000)
+  some j in numbers.range(1, 10000)
+  i * j == -1
+}}
+"#
+    )
+}
+
+#[test]
+fn a_hostile_policy_hits_the_time_limit_on_both_backends() {
+    let limits = Limits { eval_timeout: Duration::from_millis(200), max_instructions: usize::MAX, ..Limits::default() };
+    let set = set_with(&hostile(), limits);
+    for backend in [Backend::Vm, Backend::Interpreter] {
+        let mut evaluator = set.evaluator_on(backend).expect("evaluator");
+        match evaluator.evaluate(&serde_json::json!({})) {
+            Err(EngineError::Timeout(limit)) => assert_eq!(limit, Duration::from_millis(200)),
+            other => panic!("{backend:?}: expected a timeout, got {other:?}"),
+        }
+        // The evaluator is still usable afterwards.
+        assert!(matches!(evaluator.evaluate(&serde_json::json!({})), Err(EngineError::Timeout(_))));
+    }
+}
+
+#[test]
+fn a_hostile_policy_hits_the_instruction_limit_on_the_vm() {
+    let limits = Limits { eval_timeout: Duration::from_secs(60), max_instructions: 100_000, ..Limits::default() };
+    let set = set_with(&hostile(), limits);
+    assert_eq!(set.backend(), Backend::Vm);
+    match set.evaluator().evaluate(&serde_json::json!({})) {
+        Err(EngineError::InstructionLimit(100_000)) => {}
+        other => panic!("expected the instruction limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_default_instruction_limit_leaves_room_for_large_workloads() {
+    // A workload with 200 containers and 200 bindings of 20 rules each: the library must still
+    // finish under the default limits.
+    let mut input = generated_inputs(1).remove(0);
+    let container = input["containers"][0].clone();
+    input["containers"] = serde_json::Value::Array(vec![container; 200]);
+    let binding = input["rbac"]["bindings"].get(0).cloned().expect("the first generated workload has a binding");
+    input["rbac"]["bindings"] = serde_json::Value::Array(vec![binding; 200]);
+    let set = PolicySet::compile(&PolicySetSpec::default()).expect("library compiles");
+    let eval = set.evaluator().evaluate(&input).expect("a large workload evaluates within the default limits");
+    assert!(!eval.findings.is_empty());
+}
+
+#[test]
+fn an_oversized_input_is_refused() {
+    let limits = Limits { max_input_bytes: 1024, ..Limits::default() };
+    let set = PolicySet::compile(&PolicySetSpec { limits, ..PolicySetSpec::default() }).expect("compiles");
+    let input = serde_json::json!({"workload": {"name": "x".repeat(2000)}});
+    match set.evaluator().evaluate(&input) {
+        Err(EngineError::InputTooLarge { size, limit: 1024 }) => assert!(size > 2000),
+        other => panic!("expected InputTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn findings_beyond_the_limit_are_counted_not_kept() {
+    let rego = format!(
+        r#"package crmrisk.custom.flood
+import rego.v1
+{METADATA}
+findings contains {{"id": "T-001", "message": sprintf("finding %d", [i])}} if {{
+  some i in numbers.range(1, 1000)
+}}
+"#
+    );
+    let set = set_with(&rego, Limits { max_findings: 10, ..Limits::default() });
+    for backend in [Backend::Vm, Backend::Interpreter] {
+        let eval = set.evaluator_on(backend).expect("evaluator").evaluate(&serde_json::json!({})).expect("evaluates");
+        assert_eq!((eval.findings.len(), eval.truncated), (10, 990), "{backend:?}");
+    }
+}
