@@ -13,7 +13,6 @@ use crmrisk::context::{self, ObjectSet};
 use crmrisk::engine::{Backend, CustomModule, EngineError, Limits, PolicySet, PolicySetSpec};
 
 #[path = "../benches/support/gen.rs"]
-#[allow(dead_code)]
 mod generator;
 
 /// Rego input documents of `n` generated workloads, as `CompiledPolicy::assess` builds them.

@@ -290,7 +290,7 @@ impl PolicySet {
     }
 
     fn interpreter_evaluator(&self) -> Evaluator {
-        Evaluator { runner: Runner::Interpreter(self.engine.clone()), limits: self.limits }
+        Evaluator { runner: Runner::Interpreter(Box::new(self.engine.clone())), limits: self.limits }
     }
 
     fn vm_evaluator(&self, program: Arc<Program>) -> Evaluator {
@@ -301,7 +301,7 @@ impl PolicySet {
         let runner = match vm.set_data(self.data.clone()) {
             Ok(()) => Runner::Vm(Box::new(vm)),
             // Cannot happen with object data; the interpreter is always a correct fallback.
-            Err(_) => Runner::Interpreter(self.engine.clone()),
+            Err(_) => Runner::Interpreter(Box::new(self.engine.clone())),
         };
         Evaluator { runner, limits: self.limits }
     }
@@ -334,7 +334,7 @@ pub struct Evaluator {
 
 enum Runner {
     Vm(Box<RegoVM>),
-    Interpreter(regorus::Engine),
+    Interpreter(Box<regorus::Engine>),
 }
 
 /// The findings of one workload, grouped by where they came from.
