@@ -206,35 +206,74 @@ db_tls_likelihood := 2 if mtls
 
 db_tls_likelihood := 3 if not mtls
 
-# lib.container_sources of each container (by index), computed once: three ENC rules read them.
-sources := [lib.container_sources(c) | some c in input.containers]
+# The literal strings of the containers, gathered once per evaluation (ENC-005 and ENC-006 read
+# them): [container index, env name ("" for args), string]. Most strings are short
+# flags ("info", "on"); the expensive tests (regexes, case folding) run only on the few that can
+# be a connection string or a URL, and only once per distinct string.
+literal_strings := array.concat(
+	[[i, e.name, e.value] |
+		some i, c in input.containers
+		some e in object.get(c, "env", [])
+		is_string(e.value)
+		e.value != ""
+	],
+	[[i, "", a] |
+		some i, c in input.containers
+		some a in object.get(c, "args", [])
+		is_string(a)
+	],
+)
 
-# lib.sslmodes of the strings that name at least one sslmode (the others have none), computed once.
+# Where a literal string is, for messages (they name the place, never the string: it may hold
+# a password).
+where(name) := sprintf("env %s", [name]) if name != ""
+
+where(name) := "args" if name == ""
+
+# The strings that may hold a connection, a URL ("://") or libpq keywords ("="), with their
+# lower-case form: [container index, env name, string, lower(string)].
+candidates := [[i, name, s, lower(s)] |
+	some [i, name, s] in literal_strings
+	connection_like(s)
+]
+
+connection_like(s) if contains(s, "://")
+
+connection_like(s) if contains(s, "=")
+
+# lib.sslmodes of the candidates that name at least one sslmode.
 sslmodes_of := {s: modes |
-	some srcs in sources
-	some [_, s] in srcs
-	contains(lower(s), "sslmode")
+	some [_, _, s, lc] in candidates
+	contains(lc, "sslmode")
 	modes := lib.sslmodes(s)
 	count(modes) > 0
 }
 
-has_pgsslmode(c) if {
+# Literal PGSSLMODE values as [container index, mode] (names upper-cased, as libpq reads them).
+pgsslmode contains [i, lower(trim_space(e.value))] if {
+	some i, c in input.containers
+	some e in object.get(c, "env", [])
+	upper(e.name) == "PGSSLMODE"
+	is_string(e.value)
+	e.value != ""
+}
+
+# Containers that set PGSSLMODE at all (a value from a Secret or ConfigMap is trusted).
+has_pgsslmode contains i if {
+	some i, c in input.containers
 	some e in object.get(c, "env", [])
 	upper(e.name) == "PGSSLMODE"
 }
 
 findings contains f if {
 	db_tls_checked
-	some c in input.containers
-	some e in lib.literal_env(c)
-	upper(e.name) == "PGSSLMODE"
-	mode := lower(trim_space(e.value))
+	some [i, mode] in pgsslmode
 	not mode in data.crmrisk.lib.tls_sslmodes
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s sets PGSSLMODE=%s: PostgreSQL connections may be unencrypted (only require, verify-ca and verify-full guarantee TLS)",
-			[c.name, data.crmrisk.lib.workload_desc, mode],
+			[input.containers[i].name, data.crmrisk.lib.workload_desc, mode],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
@@ -243,15 +282,14 @@ findings contains f if {
 
 findings contains f if {
 	db_tls_checked
-	some i, c in input.containers
-	some [where, s] in sources[i]
+	some [i, name, s, _] in candidates
 	some mode in sslmodes_of[s]
 	not mode in data.crmrisk.lib.tls_sslmodes
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s connects to PostgreSQL with sslmode=%s (%s): only require, verify-ca and verify-full guarantee TLS",
-			[c.name, data.crmrisk.lib.workload_desc, mode, where],
+			[input.containers[i].name, data.crmrisk.lib.workload_desc, mode, where(name)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
@@ -260,17 +298,16 @@ findings contains f if {
 
 findings contains f if {
 	db_tls_checked
-	some i, c in input.containers
-	not has_pgsslmode(c)
-	some [where, s] in sources[i]
-	lib.is_pg_conn_string(s)
+	some [i, name, s, lc] in candidates
+	not has_pgsslmode[i]
+	lib.is_pg_conn_string(lc)
 	not sslmodes_of[s]
-	not lib.jdbc_ssl_true(s)
+	not lib.jdbc_ssl_true(lc)
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s connects to PostgreSQL (%s) without sslmode or PGSSLMODE: the default, prefer, silently falls back to plaintext",
-			[c.name, data.crmrisk.lib.workload_desc, where],
+			[input.containers[i].name, data.crmrisk.lib.workload_desc, where(name)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
@@ -281,9 +318,14 @@ findings contains f if {
 # ENC-006: credentials in clear in the pod template
 # ---------------------------------------------------------------------------------------------
 
+# One regex over all literal variable names of a container first: the per-name test runs only
+# when some name contains a credential word at all.
 findings contains f if {
 	some c in input.containers
-	some e in lib.literal_env(c)
+	literal := lib.literal_env(c)
+	count(literal) > 0
+	regex.match(data.crmrisk.lib.secret_word_pattern, upper(concat(" ", [e.name | some e in literal])))
+	some e in literal
 	lib.secret_like_name(e.name)
 	not lib.env_reference(e.value)
 	f := {
@@ -297,14 +339,13 @@ findings contains f if {
 }
 
 findings contains f if {
-	some i, c in input.containers
-	some [where, s] in sources[i]
+	some [i, name, s, _] in candidates
 	lib.has_url_password(s)
 	f := {
 		"id": "ENC-006",
 		"message": sprintf(
 			"container %s of %s has a password written into a URL (%s) instead of taking it from a Secret",
-			[c.name, data.crmrisk.lib.workload_desc, where],
+			[input.containers[i].name, data.crmrisk.lib.workload_desc, where(name)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}

@@ -123,16 +123,6 @@ literal_env(c) := [e |
 	e.value != ""
 ]
 
-# Every literal string a container carries, as [where, string]: env values ("env DATABASE_URL")
-# and command/args ("args"). Messages name the place, never the string (it may hold a password).
-container_sources(c) := env_sources | arg_sources if {
-	env_sources := {[sprintf("env %s", [e.name]), e.value] | some e in literal_env(c)}
-	arg_sources := {["args", a] |
-		some a in object.get(c, "args", [])
-		is_string(a)
-	}
-}
-
 # sslmode values that make libpq encrypt for sure; `prefer` (the default) and `allow` fall back
 # to plaintext, `disable` never encrypts.
 tls_sslmodes := {"require", "verify-ca", "verify-full"}
@@ -145,22 +135,23 @@ sslmodes(s) := {mode |
 	mode := regex.replace(hit, `^sslmode[ \t]*=[ \t]*'?`, "")
 }
 
-# A PostgreSQL connection string: a postgres:// or postgresql:// URL (JDBC included), or a
-# libpq keyword/value string naming a host and a database or user.
-is_pg_conn_string(s) if contains(lower(s), "postgres://")
+# A PostgreSQL connection string (`lc`: the string in lower case): a postgres:// or
+# postgresql:// URL (JDBC included), or a libpq keyword/value string naming a host and a
+# database or user.
+is_pg_conn_string(lc) if contains(lc, "postgres://")
 
-is_pg_conn_string(s) if contains(lower(s), "postgresql://")
+is_pg_conn_string(lc) if contains(lc, "postgresql://")
 
-is_pg_conn_string(s) if {
-	contains(s, "=")
-	regex.match(`(^|[ \t])(host|hostaddr)[ \t]*=[ \t]*[^ \t]`, lower(s))
-	regex.match(`(^|[ \t])(dbname|user)[ \t]*=[ \t]*[^ \t]`, lower(s))
+is_pg_conn_string(lc) if {
+	contains(lc, "=")
+	regex.match(`(^|[ \t])(host|hostaddr)[ \t]*=[ \t]*[^ \t]`, lc)
+	regex.match(`(^|[ \t])(dbname|user)[ \t]*=[ \t]*[^ \t]`, lc)
 }
 
-# JDBC's ssl=true means verify-full when no sslmode is given.
-jdbc_ssl_true(s) if {
-	contains(lower(s), "jdbc:postgresql://")
-	regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lower(s))
+# JDBC's ssl=true means verify-full when no sslmode is given (`lc`: lower case).
+jdbc_ssl_true(lc) if {
+	contains(lc, "jdbc:postgresql://")
+	regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lc)
 }
 
 # A URL that carries a literal password: scheme://user:password@host (not a $(VAR) reference).
@@ -173,6 +164,9 @@ has_url_password(s) if {
 # Names that say "credential": PASSWORD anywhere, the shorter words only as a whole
 # underscore-separated part (so TOKENIZER_MODEL is not a token).
 secret_name_pattern := `(PASSWORD|PASSWD|(^|_)(PASS|PWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|SECRET_?KEY|ACCESS_?KEY|CREDENTIALS?)(_|$))`
+
+# Any credential word at all, anywhere: a cheap first test over many names joined together.
+secret_word_pattern := `PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL`
 
 # Names that hold a pointer to a secret, or a setting about it, rather than the secret itself.
 secret_pointer_suffixes := {"_FILE", "_PATH", "_DIR", "_NAME", "_REF", "_TTL", "_EXPIRY", "_LENGTH", "_ENABLED"}
