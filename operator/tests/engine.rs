@@ -173,3 +173,38 @@ findings contains {{"id": "T-001", "message": sprintf("finding %d", [i])}} if {{
         assert_eq!((eval.findings.len(), eval.truncated), (10, 990), "{backend:?}");
     }
 }
+
+#[test]
+fn findings_are_read_with_their_evidence_and_bad_ones_are_refused() {
+    let module = |finding: &str| {
+        format!("package crmrisk.custom.shape\nimport rego.v1\n{METADATA}\nfindings contains {finding} if true\n")
+    };
+    let good = set_with(
+        &module(
+            r#"{"id": "T-001", "message": "m", "likelihood": 4, "evidence": [{"kind": "Deployment", "namespace": "crm", "name": "web"}, {"kind": "StorageClass", "name": "gp2"}]}"#,
+        ),
+        Limits::default(),
+    );
+    for backend in [Backend::Vm, Backend::Interpreter] {
+        let eval = good.evaluator_on(backend).expect("evaluator").evaluate(&serde_json::json!({})).expect("evaluates");
+        let f = &eval.findings[0];
+        assert_eq!((f.id.as_str(), f.message.as_str(), f.likelihood, f.impact), ("T-001", "m", Some(4), None));
+        assert_eq!(f.evidence.len(), 2);
+        assert_eq!(f.evidence[0].namespace.as_deref(), Some("crm"));
+        assert_eq!((f.evidence[1].kind.as_str(), f.evidence[1].namespace.as_ref()), ("StorageClass", None));
+    }
+    for bad in [
+        r#"{"id": 7, "message": "m"}"#,
+        r#"{"id": "T-001", "message": ["m"]}"#,
+        r#"{"id": "T-001", "likelihood": 300}"#,
+        r#"{"id": "T-001", "evidence": [{"name": "x"}]}"#,
+        r#"{"id": "T-001", "evidence": "web"}"#,
+        r#""T-001""#,
+    ] {
+        let set = set_with(&module(bad), Limits::default());
+        match set.evaluator().evaluate(&serde_json::json!({})) {
+            Err(EngineError::MalformedFinding(why)) => assert!(!why.is_empty()),
+            other => panic!("{bad}: expected a malformed finding, got {other:?}"),
+        }
+    }
+}

@@ -64,11 +64,14 @@ main_containers contains c if {
 # Parameters
 # ---------------------------------------------------------------------------------------------
 
+# All parameters, read once per evaluation (a rule's value is cached; a function's is not).
+all_params := object.get(input, "params", {})
+
 # The parameters of one area (`encryption`, `backups`, `rbac`, `disasterRecovery`).
-params(area) := object.get(object.get(input, "params", {}), area, {})
+params(area) := object.get(data.crmrisk.lib.all_params, area, {})
 
 # A boolean check is on unless its parameter is explicitly false.
-enabled(area, name) if object.get(params(area), name, true) != false
+enabled(area, name) if object.get(object.get(data.crmrisk.lib.all_params, area, {}), name, true) != false
 
 # ---------------------------------------------------------------------------------------------
 # Storage

@@ -115,6 +115,57 @@ pub enum Backend {
     Interpreter,
 }
 
+impl RawFinding {
+    /// Read a finding straight from the engine's value (no JSON round trip: this runs for every
+    /// finding of every workload).
+    fn from_value(item: &regorus::Value) -> Result<RawFinding, EngineError> {
+        let malformed = |why: &str| EngineError::MalformedFinding(format!("{why}: {item}"));
+        let fields = item.as_object().map_err(|_| malformed("a finding must be an object"))?;
+        let field = |name: &str| fields.get(&regorus::Value::from(name));
+        let id = match field("id") {
+            Some(regorus::Value::String(s)) => s.to_string(),
+            _ => return Err(malformed("`id` must be a string")),
+        };
+        let message = match field("message") {
+            Some(regorus::Value::String(s)) => s.to_string(),
+            None | Some(regorus::Value::Null) => String::new(),
+            Some(_) => return Err(malformed("`message` must be a string")),
+        };
+        let score_part = |name: &str| -> Result<Option<u8>, EngineError> {
+            match field(name) {
+                None | Some(regorus::Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .ok()
+                    .and_then(|n| u8::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| malformed(&format!("`{name}` must be a small whole number"))),
+            }
+        };
+        let evidence = match field("evidence") {
+            None | Some(regorus::Value::Null) => Vec::new(),
+            Some(regorus::Value::Array(items)) => items
+                .iter()
+                .map(|e| evidence_from_value(e).ok_or_else(|| malformed(EVIDENCE_SHAPE)))
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(malformed(EVIDENCE_SHAPE)),
+        };
+        Ok(RawFinding { id, message, evidence, likelihood: score_part("likelihood")?, impact: score_part("impact")? })
+    }
+}
+
+const EVIDENCE_SHAPE: &str = "`evidence` must be a list of {kind, namespace (optional), name}";
+
+fn evidence_from_value(v: &regorus::Value) -> Option<Evidence> {
+    let fields = v.as_object().ok()?;
+    let text = |name: &str| match fields.get(&regorus::Value::from(name)) {
+        Some(regorus::Value::String(s)) => Some(Some(s.to_string())),
+        None | Some(regorus::Value::Null) => Some(None),
+        Some(_) => None,
+    };
+    Some(Evidence { kind: text("kind")??, namespace: text("namespace")?, name: text("name")?? })
+}
+
 /// A compiled, immutable policy set. Cheap to share (`Arc`); evaluate through an [`Evaluator`].
 #[derive(Clone)]
 pub struct PolicySet {
@@ -404,10 +455,7 @@ impl Evaluator {
                     eval.truncated += 1;
                     continue;
                 }
-                let json = serde_json::to_value(item).map_err(|e| EngineError::MalformedFinding(e.to_string()))?;
-                let finding: RawFinding = serde_json::from_value(json.clone())
-                    .map_err(|e| EngineError::MalformedFinding(format!("{e}: {json}")))?;
-                eval.findings.push(finding);
+                eval.findings.push(RawFinding::from_value(item)?);
             }
         }
         eval.findings.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.message.cmp(&b.message)));
