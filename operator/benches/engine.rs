@@ -21,6 +21,10 @@ use crmrisk::context::{self, ObjectSet};
 use crmrisk::engine::Limits;
 use jiff::Timestamp;
 
+/// The allocator the `crmrisk` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "support/gen.rs"]
 mod generator;
 

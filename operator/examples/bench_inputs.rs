@@ -20,6 +20,11 @@
 //! Findings files have one line per input: `{"index": i, "workload": "Kind/ns/name",
 //! "findings": [[id, message], ...]}` with findings sorted; `bench/opa-runner` writes the same.
 
+
+/// The allocator the `crmrisk` binary uses, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
