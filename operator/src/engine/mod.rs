@@ -166,6 +166,19 @@ fn evidence_from_value(v: &regorus::Value) -> Option<Evidence> {
     Some(Evidence { kind: text("kind")??, namespace: text("namespace")?, name: text("name")?? })
 }
 
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A compiled, immutable policy set. Cheap to share (`Arc`); evaluate through an [`Evaluator`].
 #[derive(Clone)]
 pub struct PolicySet {
@@ -399,11 +412,15 @@ pub struct Evaluation {
 impl Evaluator {
     /// Evaluate one input document (see `policies/README.md`).
     pub fn evaluate(&mut self, input: &serde_json::Value) -> Result<Evaluation, EngineError> {
-        let json = serde_json::to_string(input).map_err(|e| EngineError::Eval(e.to_string()))?;
-        if json.len() > self.limits.max_input_bytes {
-            return Err(EngineError::InputTooLarge { size: json.len(), limit: self.limits.max_input_bytes });
+        // The size is that of the JSON text, counted without building it; the value is read
+        // straight from the tree (the JSON text round trip cost more than evaluating some areas).
+        let mut size = ByteCount(0);
+        serde_json::to_writer(&mut size, input).map_err(|e| EngineError::Eval(e.to_string()))?;
+        if size.0 > self.limits.max_input_bytes {
+            return Err(EngineError::InputTooLarge { size: size.0, limit: self.limits.max_input_bytes });
         }
-        let value = regorus::Value::from_json_str(&json).map_err(|e| EngineError::Eval(e.to_string()))?;
+        let value =
+            <regorus::Value as Deserialize>::deserialize(input).map_err(|e| EngineError::Eval(e.to_string()))?;
         self.evaluate_value(value)
     }
 
