@@ -106,14 +106,13 @@ findings contains f if {
 
 # Containers that receive traffic: the database containers of a database, or every main
 # container of a workload behind a Service.
-traffic_containers contains c if {
-	some c in data.crmrisk.lib.database_containers
-}
+default traffic_containers := []
 
-traffic_containers contains c if {
+traffic_containers := data.crmrisk.lib.database_containers if data.crmrisk.lib.is_database
+
+traffic_containers := data.crmrisk.lib.main_containers if {
 	not data.crmrisk.lib.is_database
 	count(input.services) > 0
-	some c in data.crmrisk.lib.main_containers
 }
 
 findings contains f if {

@@ -16,12 +16,12 @@ sc_desc(sc) := sprintf("StorageClass %s (%s)", [sc.name, sc.provisioner])
 sc_ref(sc) := lib.cluster_ref("StorageClass", sc.name)
 
 # Claims whose StorageClass exists, so its provisioner and parameters can be read.
-resolved_claims contains c if {
+resolved_claims := [c |
 	some c in input.storage.claims
 	c.found
 	is_object(c.storageClass)
 	c.storageClass.found
-}
+]
 
 # ---------------------------------------------------------------------------------------------
 # ENC-001: volume stored unencrypted

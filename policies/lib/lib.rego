@@ -54,11 +54,12 @@ replicated if {
 # The workload holds confidential or restricted data.
 sensitive_data if input.classification.dataClassification in {"confidential", "restricted"}
 
-# Containers that run for the pod's whole life (init containers excluded).
-main_containers contains c if {
+# Containers that run for the pod's whole life (init containers excluded). Collections of
+# containers are arrays, not sets: a set orders its members by comparing whole objects.
+main_containers := [c |
 	some c in input.containers
 	not c.init
-}
+]
 
 # ---------------------------------------------------------------------------------------------
 # Parameters
@@ -285,23 +286,24 @@ database_image(image) if {
 	regex.match(database_image_pattern, img)
 }
 
+# Main containers whose image looks like a database, computed once.
+database_image_containers := [c |
+	some c in main_containers
+	database_image(c.image)
+]
+
 # The containers of a database workload that run the database: those whose image looks like one,
-# or every main container when none does.
-database_containers contains c if {
+# or every main container when none does; none for other workloads.
+default database_containers := []
+
+database_containers := database_image_containers if {
 	is_database
-	some c in main_containers
-	database_image(c.image)
+	count(database_image_containers) > 0
 }
 
-database_containers contains c if {
+database_containers := main_containers if {
 	is_database
-	not any_database_image
-	some c in main_containers
-}
-
-any_database_image if {
-	some c in main_containers
-	database_image(c.image)
+	count(database_image_containers) == 0
 }
 
 # In-memory stores, usually run as caches whose content can be rebuilt.

@@ -17,10 +17,11 @@ sa_ref := lib.ref("ServiceAccount", sa.name)
 
 binding_evidence(b) := [sa_ref, lib.binding_ref(b), lib.role_ref(b)]
 
-# Bindings RBAC-001 reports; the narrower RBAC rules skip them.
-admin_binding(b) if {
-	lib.binds_cluster_admin(b)
+# Bindings RBAC-001 reports (by index); the narrower RBAC rules skip them.
+admin_bindings contains i if {
 	lib.enabled("rbac", "forbidClusterAdmin")
+	some i, b in input.rbac.bindings
+	lib.binds_cluster_admin(b)
 }
 
 wildcards_checked if lib.enabled("rbac", "forbidWildcards")
@@ -46,8 +47,8 @@ admin_extra(b) := {} if b.clusterWide
 admin_extra(b) := {"impact": 4} if not b.clusterWide
 
 findings contains f if {
-	some b in input.rbac.bindings
-	admin_binding(b)
+	some i in admin_bindings
+	b := input.rbac.bindings[i]
 	f := object.union(
 		{
 			"id": "RBAC-001",
@@ -67,8 +68,8 @@ findings contains f if {
 
 findings contains f if {
 	wildcards_checked
-	some b in input.rbac.bindings
-	not admin_binding(b)
+	some i, b in input.rbac.bindings
+	not admin_bindings[i]
 	rules := sort([lib.rule_desc(r) |
 		some r in b.rules
 		lib.wildcard_rule(r)
@@ -101,8 +102,8 @@ secret_read_rule(r) if {
 
 findings contains f if {
 	lib.enabled("rbac", "forbidSecretReadAll")
-	some b in input.rbac.bindings
-	not admin_binding(b)
+	some i, b in input.rbac.bindings
+	not admin_bindings[i]
 	rules := sort([lib.rule_desc(r) |
 		some r in b.rules
 		secret_read_rule(r)
@@ -193,8 +194,8 @@ escalation_candidate(r) if {
 }
 
 findings contains f if {
-	some b in input.rbac.bindings
-	not admin_binding(b)
+	some i, b in input.rbac.bindings
+	not admin_bindings[i]
 	whats := sort({g.what |
 		some r in b.rules
 		escalation_candidate(r)
