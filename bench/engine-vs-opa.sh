@@ -6,13 +6,14 @@
 # 1. generates N Rego input documents (the exact input, `params` included) from the benchmark
 #    generator (operator/benches/support/gen.rs), with `bench_inputs generate`;
 # 2. evaluates them with crmrisk's engine (`bench_inputs eval`: library compiled once, inputs
-#    parsed before the clock starts, then one evaluation per input, timed: wall and CPU);
+#    parsed before the clock starts, then one evaluation per input, timed: wall and CPU), on
+#    regorus' VM (what crmrisk uses) and, for reference, on regorus' interpreter;
 # 3. evaluates them with OPA (bench/opa-runner: the same library from policies/ without the
 #    *_test.rego files, metadata.json as data, a query prepared once, inputs converted to AST
 #    values before the clock starts, one Eval per input), built once from the Go module proxy
 #    and cached like OPA itself;
-# 4. checks that both found the same (workload, rule id) findings, with the same messages, for
-#    every input, and fails loudly if not;
+# 4. checks that all three found the same (workload, rule id) findings, with the same messages,
+#    for every input, and fails loudly if not;
 # 5. prints evaluations per second for each, and the ratio.
 # Also runs `opa test` on the library, so the Rego unit tests are known to pass under OPA too,
 # and `bench_inputs assess` for the whole per-workload pipeline (context build + Rego + scoring).
@@ -62,8 +63,10 @@ find "$policies_copy" -name '*_test.rego' -delete
 echo "[bench] generating $N inputs" >&2
 "$bench_inputs" generate --count "$N" --out "$out/inputs.jsonl"
 
-echo "[bench] crmrisk: evaluating" >&2
+echo "[bench] crmrisk: evaluating (VM)" >&2
 ours="$("$bench_inputs" eval --inputs "$out/inputs.jsonl" --out "$out/findings-crmrisk.jsonl")"
+echo "[bench] crmrisk: evaluating (interpreter)" >&2
+interp="$("$bench_inputs" eval --backend interpreter --inputs "$out/inputs.jsonl" --out "$out/findings-crmrisk-interpreter.jsonl")"
 echo "[bench] opa: evaluating" >&2
 theirs="$("$runner" -policies "$policies_copy" -inputs "$out/inputs.jsonl" -out "$out/findings-opa.jsonl")"
 
@@ -72,20 +75,26 @@ if ! "$bench_inputs" compare "$out/findings-crmrisk.jsonl" "$out/findings-opa.js
   echo "[bench] FAILED: crmrisk and OPA disagree on the findings above; the engines differ on some rule or builtin" >&2
   exit 1
 fi
+if ! "$bench_inputs" compare "$out/findings-crmrisk.jsonl" "$out/findings-crmrisk-interpreter.jsonl"; then
+  echo "[bench] FAILED: regorus' VM and interpreter disagree on the findings above" >&2
+  exit 1
+fi
 
 echo "[bench] crmrisk: whole pipeline (context build + Rego + scoring)" >&2
 pipeline="$("$bench_inputs" assess --count "$N")"
 
-printf '%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" | jq -s '.' >"$out/summary.json"
+printf '%s\n%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" "$interp" | jq -s '.' >"$out/summary.json"
 jq -r --arg cores "$(nproc)" '
   def f(x): (x * 100 | round) / 100;
-  .[0] as $c | .[1] as $o | .[2] as $p |
-  "inputs: \($c.count), findings: \($c.findings) (identical in both engines), cores: \($cores)",
+  .[0] as $c | .[1] as $o | .[2] as $p | .[3] as $i |
+  "inputs: \($c.count), findings: \($c.findings) (identical in all three), cores: \($cores)",
   "",
   "Rego evaluation only (library compiled once, inputs pre-parsed):",
-  "  crmrisk (regorus): \(f($c.evals_per_second)) evals/s wall, \(f($c.cpu_seconds)) s CPU (\(f($c.evals_per_cpu_second)) evals per CPU second)",
-  "  OPA:               \(f($o.evals_per_second)) evals/s wall, \(f($o.cpu_seconds)) s CPU (\(f($o.evals_per_cpu_second)) evals per CPU second)",
-  "  crmrisk / OPA:     \(f($c.evals_per_second / $o.evals_per_second))x (wall), \(f($c.evals_per_cpu_second / $o.evals_per_cpu_second))x (CPU)",
+  "  crmrisk (regorus VM):          \(f($c.evals_per_second)) evals/s wall, \(f($c.cpu_seconds)) s CPU (\(f($c.evals_per_cpu_second)) evals per CPU second, \(f($c.cpu_seconds / $c.count * 1000000)) us each)",
+  "  crmrisk (regorus interpreter): \(f($i.evals_per_second)) evals/s wall, \(f($i.cpu_seconds)) s CPU (\(f($i.evals_per_cpu_second)) evals per CPU second)",
+  "  OPA:                           \(f($o.evals_per_second)) evals/s wall, \(f($o.cpu_seconds)) s CPU (\(f($o.evals_per_cpu_second)) evals per CPU second, \(f($o.cpu_seconds / $o.count * 1000000)) us each)",
+  "  crmrisk VM / OPA:              \(f($c.evals_per_second / $o.evals_per_second))x (wall), \(f($c.evals_per_cpu_second / $o.evals_per_cpu_second))x (CPU)",
+  "  target: \($c.count) workloads in under \(f($c.count / 20000)) s of CPU (0.5 s per 10,000): \(if $c.cpu_seconds < $c.count / 20000 then "met" else "NOT met" end)",
   "",
   "crmrisk whole pipeline (context build + Rego + scoring):",
   "  \(f($p.evals_per_second)) workloads/s wall, \(f($p.cpu_seconds)) s CPU for \($p.count) workloads"

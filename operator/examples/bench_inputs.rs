@@ -4,11 +4,12 @@
 //! bench_inputs generate --count N --out inputs.jsonl
 //!     N Rego input documents (exactly what the engine evaluates, `params` included), one per
 //!     line, from the same generator as the criterion bench (benches/support/gen.rs).
-//! bench_inputs eval --inputs inputs.jsonl --out findings.jsonl [--warmup W] [--only AREA]
+//! bench_inputs eval --inputs inputs.jsonl --out findings.jsonl [--warmup W] [--only AREA] [--backend vm|interpreter]
 //!     Evaluates every input with crmrisk's engine (policy compiled once, inputs parsed before
 //!     the clock starts), writes the findings of each input, prints a JSON summary with the
 //!     wall and CPU (user+sys, getrusage) time of the evaluations alone. `--only rbac` (or
-//!     encryption, backups, disasterRecovery) compiles one area, to see where the time goes.
+//!     encryption, backups, disasterRecovery) compiles one area, to see where the time goes;
+//!     `--backend interpreter` evaluates on regorus' interpreter instead of its VM (the default).
 //! bench_inputs assess --count N [--warmup W]
 //!     The whole per-workload pipeline as the operator runs it (context build + Rego + scoring)
 //!     over N generated workloads; prints the same summary.
@@ -19,7 +20,6 @@
 //!
 //! Findings files have one line per input: `{"index": i, "workload": "Kind/ns/name",
 //! "findings": [[id, message], ...]}` with findings sorted; `bench/opa-runner` writes the same.
-
 
 /// The allocator the `crmrisk` binary uses, so the figures are the binary's.
 #[global_allocator]
@@ -34,7 +34,7 @@ use std::time::Instant;
 use crmrisk::api::CRMRiskPolicySpec;
 use crmrisk::assess::CompiledPolicy;
 use crmrisk::context::{self, ObjectSet};
-use crmrisk::engine::{Limits, PolicySet, PolicySetSpec};
+use crmrisk::engine::{Backend, Limits, PolicySet, PolicySetSpec};
 use crmrisk::model::Category;
 use serde_json::{Value, json};
 
@@ -151,7 +151,14 @@ fn eval(args: &Args) -> Result<()> {
         spec.categories = [category].into_iter().collect();
     }
     let set = PolicySet::compile(&spec).map_err(|e| e.to_string())?;
-    let mut evaluator = set.evaluator();
+    let backend = match args.value("--backend") {
+        None | Some("vm") => Backend::Vm,
+        Some("interpreter") => Backend::Interpreter,
+        Some(other) => return Err(format!("--backend {other}: not one of vm, interpreter")),
+    };
+    let mut evaluator = set
+        .evaluator_on(backend)
+        .ok_or_else(|| format!("the VM cannot run the library: {}", set.vm_unavailable().unwrap_or("?")))?;
     for input in inputs.iter().take(warmup) {
         evaluator.evaluate_value(input.clone()).map_err(|e| e.to_string())?;
     }
@@ -178,7 +185,11 @@ fn eval(args: &Args) -> Result<()> {
         Some(area) => format!("rego evaluation ({area} only)"),
         None => "rego evaluation".to_owned(),
     };
-    println!("{}", summary("crmrisk", &what, inputs.len(), wall, cpu, total));
+    let engine = match backend {
+        Backend::Vm => "crmrisk (regorus VM)",
+        Backend::Interpreter => "crmrisk (regorus interpreter)",
+    };
+    println!("{}", summary(engine, &what, inputs.len(), wall, cpu, total));
     Ok(())
 }
 
