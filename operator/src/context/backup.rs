@@ -192,24 +192,20 @@ pub(crate) fn backup(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<St
 /// depends on, the workload labels are what users usually put the backup label on. Resource
 /// filters (`includedResources`) are not considered.
 fn velero_schedules(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<String>) -> Vec<VeleroScheduleInfo> {
-    let namespace = w.namespace();
     let mut out = Vec::new();
     for object in src.velero_schedules() {
-        let Some(spec) = read_or_warn::<VeleroScheduleSpec>(&object, "Schedule", warnings) else { continue };
-        let template = spec.template.unwrap_or_default();
-        let included = template.included_namespaces.unwrap_or_default();
-        let excluded = template.excluded_namespaces.unwrap_or_default();
-        let namespace_ok = (included.is_empty() || included.iter().any(|p| glob(p, namespace)))
-            && !excluded.iter().any(|p| glob(p, namespace));
-        let selects = |s: &LabelSelector| selector::matches(s, w.labels()) || selector::matches(s, &w.pod_labels);
-        let labels_ok = match (&template.label_selector, &template.or_label_selectors) {
-            (Some(s), _) => selects(s),
-            (None, Some(any)) if !any.is_empty() => any.iter().any(selects),
-            _ => true,
-        };
-        if !(namespace_ok && labels_ok) {
+        // Most Schedules of a large cluster cover other namespaces: rule those out in place,
+        // without building the typed spec (this runs for every Schedule and every workload).
+        if passes_over(&object, w) {
             continue;
         }
+        let Some(spec) = read_or_warn::<VeleroScheduleSpec>(&object, "Schedule", warnings) else { continue };
+        let template = spec.template.unwrap_or_default();
+        if !covers(&template, w) {
+            continue;
+        }
+        let included = template.included_namespaces.unwrap_or_default();
+        let excluded = template.excluded_namespaces.unwrap_or_default();
 
         let name = object.metadata.name.clone().unwrap_or_default();
         let schedule_ns = object.metadata.namespace.clone().unwrap_or_default();
@@ -248,6 +244,106 @@ fn velero_schedules(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<Str
     out
 }
 
+/// Does a Schedule with this `template` cover workload `w` (see [`velero_schedules`])?
+fn covers(template: &VeleroTemplate, w: &Workload) -> bool {
+    let included = template.included_namespaces.as_deref().unwrap_or_default().iter().map(String::as_str);
+    let excluded = template.excluded_namespaces.as_deref().unwrap_or_default().iter().map(String::as_str);
+    namespace_selected(included, excluded, w.namespace())
+        && labels_selected(template.label_selector.as_ref(), template.or_label_selectors.as_deref(), w)
+}
+
+/// `includedNamespaces` empty or one of its patterns matching `namespace`, and no
+/// `excludedNamespaces` pattern matching it.
+fn namespace_selected<'a>(
+    included: impl Iterator<Item = &'a str>,
+    mut excluded: impl Iterator<Item = &'a str>,
+    namespace: &str,
+) -> bool {
+    let mut included = included.peekable();
+    (included.peek().is_none() || included.any(|p| glob(p, namespace))) && !excluded.any(|p| glob(p, namespace))
+}
+
+/// `labelSelector` (else any of a non-empty `orLabelSelectors`) selecting the workload's or its
+/// pods' labels; no selector selects everything.
+fn labels_selected(
+    label_selector: Option<&LabelSelector>,
+    or_selectors: Option<&[LabelSelector]>,
+    w: &Workload,
+) -> bool {
+    let selects = |s: &LabelSelector| selector::matches(s, w.labels()) || selector::matches(s, &w.pod_labels);
+    match (label_selector, or_selectors) {
+        (Some(s), _) => selects(s),
+        (None, Some(any)) if !any.is_empty() => any.iter().any(selects),
+        _ => true,
+    }
+}
+
+/// `true` only when the Schedule certainly does not cover `w` *and* its spec reads as a
+/// [`VeleroScheduleSpec`] without error, so skipping it changes neither the document nor the
+/// warnings. Reads the spec's JSON in place: no allocation, except for label selectors (parsed
+/// as [`read_spec`] would parse them, to be judged exactly alike). Anything it does not vouch
+/// for (a type it does not expect, a spec given as an array, a Schedule that covers `w`) is
+/// `false`, leaving the decision to the typed path.
+fn passes_over(object: &DynamicObject, w: &Workload) -> bool {
+    // No spec, or a `null` one, means no filters: every workload is covered.
+    let Some(Value::Object(spec)) = object.data.get("spec") else { return false };
+    let mut template = None;
+    for (key, value) in spec {
+        let readable = match key.as_str() {
+            "schedule" => value.is_null() || value.is_string(),
+            "paused" => value.is_null() || value.is_boolean(),
+            "template" => match value {
+                Value::Object(t) => {
+                    template = Some(t);
+                    true
+                }
+                _ => false, // `null` (no filters, covered) or let serde judge
+            },
+            _ => true, // ignored by serde as well
+        };
+        if !readable {
+            return false;
+        }
+    }
+    // Without a template nothing filters: covered.
+    let Some(template) = template else { return false };
+
+    let mut included: &[Value] = &[];
+    let mut excluded: &[Value] = &[];
+    let mut label_selector = None;
+    let mut or_selectors = None;
+    for (key, value) in template {
+        let readable = match key.as_str() {
+            "includedNamespaces" => strings(value).map(|v| included = v).is_some(),
+            "excludedNamespaces" => strings(value).map(|v| excluded = v).is_some(),
+            "labelSelector" => Option::<LabelSelector>::deserialize(value).map(|s| label_selector = s).is_ok(),
+            "orLabelSelectors" => Option::<Vec<LabelSelector>>::deserialize(value).map(|s| or_selectors = s).is_ok(),
+            "snapshotVolumes" => value.is_null() || value.is_boolean(),
+            "storageLocation" | "ttl" => value.is_null() || value.is_string(),
+            _ => true,
+        };
+        if !readable {
+            return false;
+        }
+    }
+    // `strings` vouched that every element is a string.
+    fn as_str(v: &Value) -> &str {
+        v.as_str().unwrap_or_default()
+    }
+    let namespace_ok = namespace_selected(included.iter().map(as_str), excluded.iter().map(as_str), w.namespace());
+    !(namespace_ok && labels_selected(label_selector.as_ref(), or_selectors.as_deref(), w))
+}
+
+/// A `null` (as `[]`) or an array of strings, as an `Option<Vec<String>>` field reads without
+/// error; `None` for anything else.
+fn strings(value: &Value) -> Option<&[Value]> {
+    match value {
+        Value::Null => Some(&[]),
+        Value::Array(items) if items.iter().all(Value::is_string) => Some(items),
+        _ => None,
+    }
+}
+
 fn storage_location(
     namespace: &str,
     name: &str,
@@ -278,16 +374,35 @@ fn storage_location(
 }
 
 /// Shell-style match with `*` (any run) and `?` (one character), as Velero's namespace filters.
+///
+/// Compares bytes when `text` is ASCII (namespace names always are), characters otherwise; both
+/// give the same answer on ASCII text, since a non-ASCII pattern character, whole or as bytes,
+/// matches no ASCII character.
 fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    if pattern == text {
+        // A string matches itself as a pattern, wildcards included: each unit matches its copy.
+        true
+    } else if !pattern.bytes().any(|b| b == b'*' || b == b'?') {
+        // The usual filter lists plain namespace names.
+        false
+    } else if text.is_ascii() {
+        glob_units(pattern.as_bytes(), text.as_bytes(), b'*', b'?')
+    } else {
+        let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+        glob_units(&p, &t, '*', '?')
+    }
+}
+
+/// [`glob`] over any units (bytes or characters), `star` and `any` being `*` and `?`.
+fn glob_units<T: Copy + PartialEq>(p: &[T], t: &[T], star_unit: T, any_unit: T) -> bool {
     // Iterative matcher with single backtrack point: linear in practice, no recursion.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == any_unit || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == star_unit {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -298,7 +413,7 @@ fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| *c == star_unit)
 }
 
 /// CloudNativePG Clusters in the workload's namespace that the workload talks to: a container's
@@ -344,7 +459,10 @@ fn cnpg_clusters(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<String
         if name.is_empty() {
             continue;
         }
-        let uses = secrets.iter().any(|s| *s == format!("{name}-app") || *s == format!("{name}-superuser"))
+        // `<name>-app` or `<name>-superuser`, compared in place.
+        let generated_secret =
+            |s: &str| s.strip_prefix(name.as_str()).is_some_and(|suffix| suffix == "-app" || suffix == "-superuser");
+        let uses = secrets.iter().any(|s| generated_secret(s))
             || texts.iter().any(|t| references_cluster(t, &name, namespace));
         if !uses {
             continue;
@@ -418,7 +536,9 @@ fn cnpg_cluster_info(
 /// variable does not tie an app to a cluster that happens to be called `crm`.
 fn references_cluster(text: &str, name: &str, namespace: &str) -> bool {
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
-    let services = [format!("{name}-rw"), format!("{name}-ro"), format!("{name}-r")];
+    // `<name>-rw`, `<name>-ro` or `<name>-r`, compared in place.
+    let is_service =
+        |label: &str| label.strip_prefix(name).is_some_and(|suffix| matches!(suffix, "-rw" | "-ro" | "-r"));
     let mut rest = text;
     let mut offset = 0;
     while let Some(start) = rest.find(is_token_char) {
@@ -429,7 +549,7 @@ fn references_cluster(text: &str, name: &str, namespace: &str) -> bool {
         let end = begin + len;
         let mut labels = token.split('.');
         let first = labels.next().unwrap_or_default();
-        if services.iter().any(|s| s == first) {
+        if is_service(first) {
             return true;
         }
         if first == name {
@@ -439,7 +559,7 @@ fn references_cluster(text: &str, name: &str, namespace: &str) -> bool {
             let host_position = text.trim() == first
                 || before.ends_with('@')
                 || before.ends_with("//")
-                || before.to_ascii_lowercase().ends_with("host=")
+                || ends_with_ignore_ascii_case(before, "host=")
                 || after.strip_prefix(':').is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()))
                 || second.is_some_and(|s| s == namespace || s == "svc");
             if host_position {
@@ -452,8 +572,16 @@ fn references_cluster(text: &str, name: &str, namespace: &str) -> bool {
     false
 }
 
+/// `text.to_ascii_lowercase().ends_with(suffix)` for a lowercase ASCII `suffix`, without the copy.
+fn ends_with_ignore_ascii_case(text: &str, suffix: &str) -> bool {
+    let (text, suffix) = (text.as_bytes(), suffix.as_bytes());
+    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -467,6 +595,214 @@ mod tests {
         assert!(!glob("*-prod", "crm-stage"));
         assert!(glob("a*b*c", "aXXbYYc"));
         assert!(!glob("", "crm"));
+        assert!(glob("", ""));
+        assert!(glob("*", ""));
+        assert!(!glob("?", ""));
+        assert!(glob("crm-????", "crm-prod"));
+        assert!(!glob("crm-???", "crm-prod"));
+        assert!(glob("*prod*", "crm-prod-eu"));
+        assert!(glob("c*m*d", "crm-prod"));
+        assert!(!glob("c*m*x", "crm-prod"));
+        assert!(glob("**", "crm"));
+        // A pattern matches its own text, wildcards read as themselves included.
+        assert!(glob("a*?", "a*?"));
+        assert!(glob("日?", "日?"));
+    }
+
+    #[test]
+    fn non_ascii_globs_match_characters() {
+        // Non-ASCII text goes character by character: `?` is one character, not one byte.
+        assert!(glob("?", "é"));
+        assert!(!glob("??", "é"));
+        assert!(glob("caf?", "café"));
+        assert!(glob("*é", "café"));
+        assert!(glob("日?語", "日本語"));
+        assert!(!glob("日?語", "日本本語"));
+        assert!(glob("日*語", "日本本語"));
+        // A non-ASCII pattern character never matches ASCII text (which goes byte by byte).
+        assert!(!glob("é", "e"));
+        assert!(!glob("caf?", "cafe?"));
+        assert!(glob("caf?", "cafe"));
+        assert!(!glob("*é*", "crm"));
+        assert!(glob("*", "日本"));
+    }
+
+    /// The character-wise matcher `glob` had before its byte-wise fast path.
+    fn glob_by_chars(pattern: &str, text: &str) -> bool {
+        let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+        glob_units(&p, &t, '*', '?')
+    }
+
+    /// A tiny deterministic generator (xorshift64*) for the randomized comparisons below.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+        fn pick<T: Clone>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())].clone()
+        }
+    }
+
+    #[test]
+    fn byte_and_character_globs_agree() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let pattern_units = ["a", "b", "-", "*", "?", "é", "日"];
+        let text_units = ["a", "b", "-", "é", "日", "*", "?"];
+        for round in 0..50_000 {
+            // Half the texts ASCII only (the byte path), half possibly not.
+            let text_alphabet = if round % 2 == 0 { &text_units[..3] } else { &text_units[..] };
+            let pattern: String = (0..rng.below(7)).map(|_| rng.pick(&pattern_units)).collect();
+            let text: String = (0..rng.below(7)).map(|_| rng.pick(text_alphabet)).collect();
+            assert_eq!(glob(&pattern, &text), glob_by_chars(&pattern, &text), "{pattern:?} on {text:?}");
+        }
+    }
+
+    fn workloads() -> Vec<Arc<Workload>> {
+        let deployment = |ns: &str, labels: serde_json::Value, pod_labels: serde_json::Value| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "app", "namespace": ns, "labels": labels},
+                "spec": {"selector": {}, "template": {"metadata": {"labels": pod_labels},
+                    "spec": {"containers": [{"name": "c", "image": "app"}]}}}})
+        };
+        let set = super::super::ObjectSet::from_values([
+            deployment("crm", serde_json::json!({}), serde_json::json!({})),
+            deployment("crm-prod", serde_json::json!({"backup": "yes"}), serde_json::json!({"app": "api"})),
+            deployment("other", serde_json::json!({}), serde_json::json!({"backup": "yes"})),
+            deployment("é-ns", serde_json::json!({"app": "api"}), serde_json::json!({})),
+        ])
+        .unwrap();
+        set.workloads().to_vec()
+    }
+
+    /// A random Schedule spec: each field absent, `null`, well formed or of a wrong type.
+    fn random_spec(rng: &mut Rng) -> Option<Value> {
+        use serde_json::json;
+        let namespaces = [
+            json!(null),
+            json!([]),
+            json!(["crm"]),
+            json!(["crm-*"]),
+            json!(["*"]),
+            json!(["other", "crm-prod"]),
+            json!(["c?m"]),
+            json!(["é-*"]),
+            json!([1]),
+            json!(["crm", null]),
+            json!("crm"),
+            json!({}),
+        ];
+        let selectors = [
+            json!(null),
+            json!({}),
+            json!({"matchLabels": {"backup": "yes"}}),
+            json!({"matchLabels": {"app": "api"}}),
+            json!({"matchLabels": {"backup": 1}}),
+            json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+            json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+            json!({"matchExpressions": [{"key": "app"}]}),
+            json!({"matchLabels": null, "extra": true}),
+            json!(5),
+            json!([]),
+        ];
+        let strings = [json!(null), json!("0 2 * * *"), json!("24h"), json!(""), json!(3), json!(true), json!(["x"])];
+        let bools = [json!(null), json!(true), json!(false), json!("true"), json!(0)];
+        let mut template = serde_json::Map::new();
+        for key in ["includedNamespaces", "excludedNamespaces"] {
+            if rng.below(2) == 0 {
+                template.insert(key.into(), rng.pick(&namespaces));
+            }
+        }
+        if rng.below(3) == 0 {
+            template.insert("labelSelector".into(), rng.pick(&selectors));
+        }
+        if rng.below(3) == 0 {
+            let or = match rng.below(5) {
+                0 => json!(null),
+                1 => json!([]),
+                2 => json!({}),
+                _ => Value::Array((0..1 + rng.below(2)).map(|_| rng.pick(&selectors)).collect()),
+            };
+            template.insert("orLabelSelectors".into(), or);
+        }
+        for key in ["storageLocation", "ttl"] {
+            if rng.below(3) == 0 {
+                template.insert(key.into(), rng.pick(&strings));
+            }
+        }
+        if rng.below(3) == 0 {
+            template.insert("snapshotVolumes".into(), rng.pick(&bools));
+        }
+        if rng.below(4) == 0 {
+            template.insert("includedResources".into(), rng.pick(&strings));
+        }
+        let template = match rng.below(12) {
+            0 => None,
+            1 => Some(json!(null)),
+            2 => Some(json!("template")),
+            // Serde reads a struct from an array too, field by field.
+            3 => Some(Value::Array(template.into_iter().map(|(_, v)| v).collect())),
+            _ => Some(Value::Object(template)),
+        };
+        let mut spec = serde_json::Map::new();
+        if let Some(t) = template {
+            spec.insert("template".into(), t);
+        }
+        if rng.below(2) == 0 {
+            spec.insert("schedule".into(), rng.pick(&strings));
+        }
+        if rng.below(3) == 0 {
+            spec.insert("paused".into(), rng.pick(&bools));
+        }
+        if rng.below(5) == 0 {
+            spec.insert("unknownField".into(), rng.pick(&strings));
+        }
+        match rng.below(15) {
+            0 => None,
+            1 => Some(json!(null)),
+            2 => Some(json!("spec")),
+            3 => Some(Value::Array(spec.into_iter().map(|(_, v)| v).collect())),
+            _ => Some(Value::Object(spec)),
+        }
+    }
+
+    /// `passes_over` may skip a Schedule only when the typed path would read it without a
+    /// warning and then find that it does not cover the workload; for well-formed specs written
+    /// as objects it must reach the same verdict.
+    #[test]
+    fn schedules_passed_over_are_exactly_those_the_typed_path_skips_silently() {
+        let workloads = workloads();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let (mut passed_over, mut vouched) = (0, 0);
+        for _ in 0..20_000 {
+            let mut object = serde_json::json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+                "metadata": {"name": "s", "namespace": "velero"}});
+            if let Some(spec) = random_spec(&mut rng) {
+                object["spec"] = spec;
+            }
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let typed = read_spec::<VeleroScheduleSpec>(&object);
+            for w in &workloads {
+                let fast = passes_over(&object, w);
+                let typed_skips = match &typed {
+                    Ok(spec) => !covers(spec.template.as_ref().unwrap_or(&VeleroTemplate::default()), w),
+                    Err(_) => false,
+                };
+                assert!(!fast || typed_skips, "passed over {:?} for {}", object.data, w.namespace());
+                let object_shaped =
+                    object.data["spec"].as_object().is_some_and(|s| s.get("template").is_some_and(Value::is_object));
+                if object_shaped && typed.is_ok() {
+                    vouched += 1;
+                    assert_eq!(fast, typed_skips, "{:?} for {}", object.data, w.namespace());
+                }
+                passed_over += usize::from(fast);
+            }
+        }
+        assert!(passed_over > 2_000 && vouched > 5_000, "{passed_over} passed over, {vouched} vouched for");
     }
 
     #[test]
@@ -487,6 +823,73 @@ mod tests {
         assert!(!yes("--name crm-pg"));
         assert!(!yes("crm-pg.yaml"));
         assert!(!yes(""));
+    }
+
+    /// `references_cluster` as it was written with allocated names, to compare against.
+    fn references_cluster_by_copies(text: &str, name: &str, namespace: &str) -> bool {
+        let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        let services = [format!("{name}-rw"), format!("{name}-ro"), format!("{name}-r")];
+        let mut rest = text;
+        let mut offset = 0;
+        while let Some(start) = rest.find(is_token_char) {
+            let after_start = &rest[start..];
+            let len = after_start.find(|c: char| !is_token_char(c)).unwrap_or(after_start.len());
+            let token = &after_start[..len];
+            let begin = offset + start;
+            let end = begin + len;
+            let mut labels = token.split('.');
+            let first = labels.next().unwrap_or_default();
+            if services.iter().any(|s| s == first) {
+                return true;
+            }
+            if first == name {
+                let second = labels.next();
+                let before = &text[..begin];
+                let after = &text[end..];
+                let host_position = text.trim() == first
+                    || before.ends_with('@')
+                    || before.ends_with("//")
+                    || before.to_ascii_lowercase().ends_with("host=")
+                    || after.strip_prefix(':').is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()))
+                    || second.is_some_and(|s| s == namespace || s == "svc");
+                if host_position {
+                    return true;
+                }
+            }
+            offset = end;
+            rest = &text[end..];
+        }
+        false
+    }
+
+    #[test]
+    fn cluster_references_agree_with_the_copying_version() {
+        let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+        let pieces = [
+            "pg", "pg-rw", "pg-ro", "pg-r", "pg-rx", "-rw", "-r", "pg-app", ".", ".crm", ".svc", ":", ":5432", "@",
+            "//", "host=", "HOST=", "Host=", "hoST=", "ost=", " ", "=", "x", "É", "é", "日", "K", "\u{212a}",
+        ];
+        for _ in 0..50_000 {
+            let text: String = (0..rng.below(7)).map(|_| rng.pick(&pieces)).collect();
+            let name = rng.pick(&["pg", "p", "pg-r", "é"]);
+            assert_eq!(
+                references_cluster(&text, name, "crm"),
+                references_cluster_by_copies(&text, name, "crm"),
+                "{text:?} for {name:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ascii_case_insensitive_suffixes() {
+        assert!(ends_with_ignore_ascii_case("--db-HOST=", "host="));
+        assert!(ends_with_ignore_ascii_case("host=", "host="));
+        assert!(!ends_with_ignore_ascii_case("ost=", "host="));
+        assert!(!ends_with_ignore_ascii_case("host", "host="));
+        assert!(ends_with_ignore_ascii_case("日本host=", "host="));
+        // The Kelvin sign lowercases to `k` only outside ASCII rules; `to_ascii_lowercase` keeps it.
+        assert!(!ends_with_ignore_ascii_case("\u{212a}host", "khost"));
+        assert!(!ends_with_ignore_ascii_case("é=", "e="));
     }
 
     #[test]

@@ -77,18 +77,25 @@ fn binding(
 /// Does any subject denote the ServiceAccount `sa_namespace/sa_name`? `binding_namespace` is the
 /// RoleBinding's namespace (`None` for ClusterRoleBindings).
 fn applies(subjects: Option<&[Subject]>, binding_namespace: Option<&str>, sa_namespace: &str, sa_name: &str) -> bool {
-    subjects.unwrap_or_default().iter().any(|s| match s.kind.as_str() {
-        "ServiceAccount" => {
+    subjects.unwrap_or_default().iter().any(|s| {
+        // Every workload looks at every ClusterRoleBinding, whose subjects mostly name other
+        // accounts: the account's name is compared before the kind, and the kinds, which
+        // exclude each other, by length before content, so most subjects are ruled out without
+        // reading their strings.
+        (s.name == sa_name && s.kind == "ServiceAccount" && {
             let ns = s.namespace.as_deref().filter(|n| !n.is_empty()).or(binding_namespace);
-            s.name == sa_name && ns == Some(sa_namespace)
-        }
-        "User" => s.name.strip_prefix("system:serviceaccount:") == Some(&format!("{sa_namespace}:{sa_name}")),
-        "Group" => {
-            s.name == "system:serviceaccounts"
-                || s.name == "system:authenticated"
-                || s.name.strip_prefix("system:serviceaccounts:") == Some(sa_namespace)
-        }
-        _ => false,
+            ns == Some(sa_namespace)
+        }) || (s.kind == "User"
+            // `system:serviceaccount:<sa_namespace>:<sa_name>`, compared in place.
+            && s.name
+                .strip_prefix("system:serviceaccount:")
+                .and_then(|rest| rest.strip_prefix(sa_namespace))
+                .and_then(|rest| rest.strip_prefix(':'))
+                == Some(sa_name))
+            || (s.kind == "Group"
+                && (s.name == "system:serviceaccounts"
+                    || s.name == "system:authenticated"
+                    || s.name.strip_prefix("system:serviceaccounts:") == Some(sa_namespace)))
     })
 }
 
@@ -253,6 +260,90 @@ mod tests {
         ]);
         let names: Vec<_> = rbac("crm", "app", &s).bindings.into_iter().map(|b| b.name).collect();
         assert_eq!(names, ["all-sa", "authenticated", "ns-sa", "user"]);
+    }
+
+    /// `applies` as first written (a `match` on the kind, the user name built with `format!`).
+    fn applies_by_kind(
+        subjects: &[Subject],
+        binding_namespace: Option<&str>,
+        sa_namespace: &str,
+        sa_name: &str,
+    ) -> bool {
+        subjects.iter().any(|s| match s.kind.as_str() {
+            "ServiceAccount" => {
+                let ns = s.namespace.as_deref().filter(|n| !n.is_empty()).or(binding_namespace);
+                s.name == sa_name && ns == Some(sa_namespace)
+            }
+            "User" => s.name.strip_prefix("system:serviceaccount:") == Some(&format!("{sa_namespace}:{sa_name}")),
+            "Group" => {
+                s.name == "system:serviceaccounts"
+                    || s.name == "system:authenticated"
+                    || s.name.strip_prefix("system:serviceaccounts:") == Some(sa_namespace)
+            }
+            _ => false,
+        })
+    }
+
+    #[test]
+    fn subjects_are_judged_as_by_kind() {
+        let kinds = ["ServiceAccount", "User", "Group", "serviceaccount", "", "Other"];
+        let names = [
+            "app",
+            "default",
+            "ap",
+            "system:serviceaccount:crm:app",
+            "system:serviceaccount:crm:default",
+            "system:serviceaccount:other:app",
+            "system:serviceaccounts",
+            "system:serviceaccounts:crm",
+            "system:serviceaccounts:other",
+            "system:authenticated",
+            "",
+        ];
+        let namespaces = [None, Some(""), Some("crm"), Some("other")];
+        let mut checked = 0;
+        for kind in kinds {
+            for name in names {
+                for namespace in namespaces {
+                    let subject = [Subject {
+                        kind: kind.into(),
+                        name: name.into(),
+                        namespace: namespace.map(Into::into),
+                        ..Default::default()
+                    }];
+                    for binding_ns in [None, Some("crm"), Some("other")] {
+                        for (sa_ns, sa) in [("crm", "app"), ("crm", "default"), ("other", "app"), ("crm", "")] {
+                            assert_eq!(
+                                applies(Some(&subject), binding_ns, sa_ns, sa),
+                                applies_by_kind(&subject, binding_ns, sa_ns, sa),
+                                "{subject:?} in {binding_ns:?} for {sa_ns}/{sa}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 11 * 4 * 3 * 4);
+    }
+
+    #[test]
+    fn user_subjects_name_exactly_the_account() {
+        let user = |name: &str| Subject { kind: "User".into(), name: name.into(), ..Default::default() };
+        let applies_to = |name: &str, ns: &str, sa: &str| applies(Some(&[user(name)]), None, ns, sa);
+        assert!(applies_to("system:serviceaccount:crm:app", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crm:app2", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crm:ap", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crm:app:x", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crmx:app", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crm", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount:crmapp", "crm", "app"));
+        assert!(!applies_to("system:serviceaccounts:crm:app", "crm", "app"));
+        assert!(!applies_to("system:serviceaccount::app", "crm", "app"));
+        assert!(applies_to("system:serviceaccount::", "", ""));
+        // The user name is `<namespace>:<name>` however the colons fall.
+        assert!(applies_to("system:serviceaccount:a:b:c", "a", "b:c"));
+        assert!(applies_to("system:serviceaccount:a:b:c", "a:b", "c"));
     }
 
     #[test]
