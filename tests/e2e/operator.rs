@@ -375,3 +375,75 @@ async fn custom_policy_from_a_configmap_waits_for_it_and_follows_its_edits() {
     .unwrap();
     op.stop().await;
 }
+
+#[tokio::test]
+async fn a_workload_whose_evaluation_fails_keeps_its_report_and_the_policy_says_so() {
+    let _serial = SERIAL.lock().await;
+    let cp = ControlPlane::shared();
+    let admin = cp.admin_client().await;
+    let module = |body: &str| {
+        format!(
+            "  customPolicies:\n  - name: heavy\n    rego: |\n      package crmrisk.custom.heavy\n\n      metadata := {{\"HEAVY-001\": {{\"title\": \"t\", \"category\": \"custom\", \"control\": \"detection\", \"objective\": \"integrity\", \"likelihood\": 1, \"impact\": 1}}}}\n\n      findings contains {{\"id\": \"HEAVY-001\", \"message\": \"m\"}} if {{\n        {body}\n      }}\n"
+        )
+    };
+    let cheap = module("input.workload.kind == \"Deployment\"\n        input.workload.name == \"never\"");
+    let stack = risky_stack_with_policy(cp, &admin, "op-evalfail", "heavy", &cheap).await;
+    let (ns, pname) = (stack.ns.name.clone(), stack.policy.clone());
+    let op = start_operator(cp, &ns, "replica-evalfail").await;
+    let policies: Api<CRMRiskPolicy> = Api::all(admin.clone());
+    let reports: Api<CRMRiskReport> = Api::namespaced(admin.clone(), &ns);
+    wait_for("the policy evaluated 3 workloads", WAIT, || async {
+        policy_status(&policies, &pname)
+            .await
+            .filter(|s| s.summary.workloads_matched == 3 && condition(s, "Ready").is_some_and(|c| c.0 == "True"))
+    })
+    .await
+    .unwrap();
+    let db_before = wait_for("report of the database", WAIT, || async { report(&reports, "statefulset-crm-db").await })
+        .await
+        .unwrap();
+    assert!(!ids(&db_before).is_empty());
+
+    // Only the StatefulSet's evaluation runs into the instruction limit (10^8 iterations).
+    let heavy = module(
+        "input.workload.kind == \"StatefulSet\"\n        some i in numbers.range(1, 10000)\n        some j in numbers.range(1, 10000)\n        i * j == -1",
+    );
+    let (yaml, _g) = policy(&pname, &ns, &heavy);
+    kubectl_apply(cp, &yaml, None).unwrap();
+    let status = wait_for("Ready=False with EvaluationFailed", WAIT, || async {
+        policy_status(&policies, &pname)
+            .await
+            .filter(|s| condition(s, "Ready").is_some_and(|c| c.0 == "False" && c.1 == "EvaluationFailed"))
+    })
+    .await
+    .unwrap();
+    let (_, _, message) = condition(&status, "Ready").unwrap();
+    assert!(message.contains("StatefulSet") && message.contains("crm-db"), "names the workload: {message}");
+    assert!(message.contains("instructions") || message.contains("time limit"), "says why: {message}");
+    assert_eq!(status.summary.workloads_failed, 1, "{status:?}");
+    // The other workloads were evaluated; the database keeps its last report.
+    assert_eq!(status.summary.workloads_matched, 3, "{status:?}");
+    let db_now = report(&reports, "statefulset-crm-db").await.expect("the database's report is kept");
+    assert_eq!(ids(&db_now), ids(&db_before));
+    let events: Api<CoreEvent> = Api::namespaced(admin.clone(), "default");
+    wait_for("EvaluationFailed event on the policy", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("EvaluationFailed") && e.involved_object.name.as_deref() == Some(pname.as_str())
+        })
+    })
+    .await
+    .unwrap();
+
+    // Back to a cheap module: Ready=True, nothing failed.
+    let (yaml, _g2) = policy(&pname, &ns, &cheap);
+    kubectl_apply(cp, &yaml, None).unwrap();
+    wait_for("Ready=True again", WAIT, || async {
+        policy_status(&policies, &pname)
+            .await
+            .filter(|s| s.summary.workloads_failed == 0 && condition(s, "Ready").is_some_and(|c| c.0 == "True"))
+    })
+    .await
+    .unwrap();
+    op.stop().await;
+}

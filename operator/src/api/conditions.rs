@@ -27,6 +27,9 @@ pub mod reason {
     pub const WITHIN_TOLERANCE: &str = "WithinTolerance";
     /// RiskWithinTolerance=True: the policy matches no workload.
     pub const NO_WORKLOADS_MATCHED: &str = "NoWorkloadsMatched";
+    /// Ready=False: some matched workloads could not be evaluated (time or instruction limit,
+    /// malformed finding); their last reports are kept.
+    pub const EVALUATION_FAILED: &str = "EvaluationFailed";
 }
 
 /// The apiserver's limit on `Condition.message` (bytes).

@@ -550,6 +550,14 @@ pub struct PolicySummary {
     /// Number of findings per category (`encryption`, `backups`, `rbac`, `disasterRecovery`,
     /// `custom`), accepted ones included.
     pub findings_by_category: BTreeMap<String, u32>,
+    /// Matched workloads whose last evaluation failed (time or instruction limit, malformed
+    /// finding). Their last good report is kept; the Ready condition names the first of them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub workloads_failed: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One finding in `status.topFindings`.

@@ -10,6 +10,7 @@ use crate::model::WorkloadRef;
 pub const REASON_ABOVE: &str = "RiskAboveTolerance";
 pub const REASON_WITHIN: &str = "RiskWithinTolerance";
 pub const REASON_COMPILE: &str = "PolicyCompileError";
+pub const REASON_EVALUATION: &str = "EvaluationFailed";
 pub const REASON_INVALID: &str = "InvalidObject";
 
 /// An event `regarding` reference to a workload (uid makes `kubectl describe` show it).

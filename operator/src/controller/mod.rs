@@ -31,7 +31,7 @@ pub use status::{Broken, desired_status, summarize};
 
 use crate::api::conditions::reason as reasons;
 use crate::api::{CRMRiskPolicy, CRMRiskReport};
-use crate::assess::{CompiledPolicy, custom_modules};
+use crate::assess::{Assessment, CompiledPolicy, custom_modules};
 use crate::cluster::{ClusterIndex, Dirty};
 use crate::context::Workload;
 use crate::engine::{EngineError, Limits};
@@ -95,10 +95,22 @@ pub struct Context {
     policies: Mutex<HashMap<String, PolicyState>>,
     /// policy -> workload -> assessment.
     assessments: RwLock<HashMap<String, BTreeMap<WorkloadRef, PolicyAssessment>>>,
+    /// policy -> workload -> why its last evaluation failed. The workload keeps its previous
+    /// assessment (and report) until an evaluation succeeds again.
+    failures: RwLock<HashMap<String, BTreeMap<WorkloadRef, String>>>,
     /// What this replica last wrote per report (namespace/name), to skip repeats before the
     /// watch shows our own write.
     written: Mutex<HashMap<(String, String), u64>>,
     policy_store: Mutex<Option<Store<CRMRiskPolicy>>>,
+}
+
+/// What one evaluation pass found for one candidate workload.
+enum Evaluated {
+    /// The policy does not match it.
+    NotMatched,
+    Assessed(Assessment),
+    /// The evaluation failed (time or instruction limit, malformed finding): why.
+    Failed(String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -117,6 +129,7 @@ impl Context {
             limits: Limits::default(),
             policies: Mutex::new(HashMap::new()),
             assessments: RwLock::new(HashMap::new()),
+            failures: RwLock::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             policy_store: Mutex::new(None),
         })
@@ -322,6 +335,8 @@ async fn write_broken(
         tracing::debug!(reason = broken.reason, "policy still cannot be evaluated");
     }
     ctx.metrics.set_policy_ready(&name, false);
+    // Per-workload failures belong to the compiled policy, which is gone.
+    ctx.failures.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
     if !ctx.leader.is_leader() {
         return Ok(());
     }
@@ -329,6 +344,7 @@ async fn write_broken(
         policy.status.as_ref(),
         policy.meta().generation,
         Err(broken),
+        None,
         policy.spec.risk_tolerance,
         None,
         Timestamp::now(),
@@ -404,7 +420,7 @@ async fn evaluate_and_write(
         let mut out = Vec::with_capacity(cands.len());
         for w in cands {
             if !c.matches(&w, index.as_ref()) {
-                out.push((w.reference(), None));
+                out.push((w.reference(), Evaluated::NotMatched));
                 continue;
             }
             let exceptions = index.exceptions.list_namespace(w.namespace());
@@ -412,11 +428,11 @@ async fn evaluate_and_write(
             let r = c.assess(&mut evaluator, &w, index.as_ref(), &exceptions, now);
             metrics.observe_evaluation(t.elapsed());
             match r {
-                Ok(a) => out.push((w.reference(), Some(a))),
+                Ok(a) => out.push((w.reference(), Evaluated::Assessed(a))),
                 Err(e) => {
                     tracing::warn!(policy = %policy_name, workload = %w.reference(), error = %e, "evaluation failed");
                     metrics.record_reconcile_error(&policy_name, "evaluation");
-                    out.push((w.reference(), None));
+                    out.push((w.reference(), Evaluated::Failed(e.to_string())));
                 }
             }
         }
@@ -429,13 +445,27 @@ async fn evaluate_and_write(
     // 3. Update the assessments and find what changed.
     let tolerance = compiled.tolerance();
     let mut transitions: Vec<(WorkloadRef, bool, Option<String>)> = Vec::new();
+    // Workloads whose evaluation newly failed, for the Event.
+    let mut new_failures: Vec<(WorkloadRef, String)> = Vec::new();
     {
         let mut all = ctx.assessments.write().unwrap_or_else(|e| e.into_inner());
         let mine = all.entry(name.clone()).or_default();
+        let mut all_failures = ctx.failures.write().unwrap_or_else(|e| e.into_inner());
+        let failed = all_failures.entry(name.clone()).or_default();
         let seen: std::collections::BTreeSet<WorkloadRef> = results.iter().map(|(r, _)| r.clone()).collect();
         for (r, a) in results {
+            if !matches!(a, Evaluated::Failed(_)) {
+                failed.remove(&r);
+            }
             match a {
-                Some(a) => {
+                // Nothing is lost: the previous assessment (and its report) stays as it was.
+                Evaluated::Failed(why) => {
+                    if failed.get(&r) != Some(&why) {
+                        new_failures.push((r.clone(), why.clone()));
+                    }
+                    failed.insert(r, why);
+                }
+                Evaluated::Assessed(a) => {
                     let new = PolicyAssessment { tolerance, assessment: a };
                     let old = mine.get(&r);
                     if old != Some(&new) {
@@ -452,7 +482,7 @@ async fn evaluate_and_write(
                         mine.insert(r, new);
                     }
                 }
-                None => {
+                Evaluated::NotMatched => {
                     if mine.remove(&r).is_some() {
                         touched.push(r);
                     }
@@ -465,6 +495,7 @@ async fn evaluate_and_write(
             mine.remove(&r);
             touched.push(r);
         }
+        failed.retain(|r, _| !in_scope(r) || seen.contains(r));
     }
     // A restarted replica has no memory: judge transitions against the existing reports instead.
     let transitions: Vec<_> = transitions
@@ -491,7 +522,17 @@ async fn evaluate_and_write(
         ctx.metrics.record_policy(&name, &snapshot);
         summarize(mine.into_iter().flat_map(|m| m.values()).map(|a| &a.assessment))
     };
-    ctx.metrics.set_policy_ready(&name, true);
+    let (summary, first_failure) = {
+        let all = ctx.failures.read().unwrap_or_else(|e| e.into_inner());
+        let failed = all.get(&name);
+        let mut summary = summary;
+        summary.workloads_failed = failed.map_or(0, |f| f.len() as u32);
+        let first = failed
+            .and_then(|f| f.iter().next())
+            .map(|(r, why)| format!("{} {}/{}: {why}", r.kind, r.namespace, r.name));
+        (summary, first)
+    };
+    ctx.metrics.set_policy_ready(&name, summary.workloads_failed == 0);
     if !ctx.leader.is_leader() {
         return Ok(());
     }
@@ -556,6 +597,17 @@ async fn evaluate_and_write(
             ctx.metrics.record_api_write(WriteKind::Event);
         }
     }
+    for (r, why) in new_failures {
+        let note = format!(
+            "{} {}/{} could not be evaluated by policy {name}: {why}; its last report is kept",
+            r.kind, r.namespace, r.name
+        );
+        let pref = events::policy_reference(&name, policy.uid().as_deref());
+        if events::publish(&ctx.recorder, &pref, EventType::Warning, events::REASON_EVALUATION, "Evaluate", note).await
+        {
+            ctx.metrics.record_api_write(WriteKind::Event);
+        }
+    }
     for (object, why) in ctx.index.take_invalid() {
         let note = format!("crm-risk-operator cannot read this object and skips it: {why}");
         if events::publish(&ctx.recorder, &object, EventType::Warning, events::REASON_INVALID, "Read", note).await {
@@ -567,6 +619,7 @@ async fn evaluate_and_write(
         policy.status.as_ref(),
         policy.meta().generation,
         Ok((&summary, &top)),
+        first_failure.as_deref(),
         tolerance,
         audit_time,
         Timestamp::now(),
@@ -730,6 +783,7 @@ async fn forget_deleted(ctx: &Arc<Context>, store: &Store<CRMRiskPolicy>) {
         tracing::info!(policy = %name, "policy deleted");
         lock(&ctx.policies).remove(&name);
         let removed = ctx.assessments.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
+        ctx.failures.write().unwrap_or_else(|e| e.into_inner()).remove(&name);
         ctx.metrics.forget_policy(&name);
         if ctx.leader.is_leader() {
             for r in removed.into_iter().flat_map(|m| m.into_keys()) {

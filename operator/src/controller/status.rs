@@ -39,10 +39,13 @@ pub struct Broken {
 }
 
 /// The desired status, starting from the current one so `lastTransitionTime` survives.
+/// `first_failure` describes the first workload whose evaluation failed, when
+/// `summary.workloadsFailed` is not zero.
 pub fn desired_status(
     current: Option<&CRMRiskPolicyStatus>,
     generation: Option<i64>,
     outcome: Result<(&PolicySummary, &[TopFinding]), &Broken>,
+    first_failure: Option<&str>,
     tolerance: u8,
     audit_time: Option<Timestamp>,
     now: Timestamp,
@@ -51,15 +54,31 @@ pub fn desired_status(
     status.observed_generation = generation;
     match outcome {
         Ok((summary, top)) => {
-            set_condition(
-                &mut status.conditions,
-                conditions::READY,
-                true,
-                reasons::AUDIT_SUCCEEDED,
-                format!("policies compiled; {} workload(s) evaluated", summary.workloads_matched),
-                generation,
-                now,
-            );
+            if summary.workloads_failed == 0 {
+                set_condition(
+                    &mut status.conditions,
+                    conditions::READY,
+                    true,
+                    reasons::AUDIT_SUCCEEDED,
+                    format!("policies compiled; {} workload(s) evaluated", summary.workloads_matched),
+                    generation,
+                    now,
+                );
+            } else {
+                set_condition(
+                    &mut status.conditions,
+                    conditions::READY,
+                    false,
+                    reasons::EVALUATION_FAILED,
+                    format!(
+                        "{} workload(s) could not be evaluated (their last reports are kept); first: {}",
+                        summary.workloads_failed,
+                        first_failure.unwrap_or("unknown")
+                    ),
+                    generation,
+                    now,
+                );
+            }
             let (ok, reason, message) = if summary.workloads_matched == 0 {
                 (true, reasons::NO_WORKLOADS_MATCHED, "no workload matches this policy".to_owned())
             } else if summary.workloads_at_risk == 0 {
@@ -159,20 +178,43 @@ mod tests {
         assert_eq!(summary.findings_by_band.get("critical"), Some(&1));
         assert_eq!(top[0].workload.name, "web");
         let t0 = Timestamp::from_second(1_000).unwrap();
-        let s = desired_status(None, Some(3), Ok((&summary, &top)), 10, Some(t0), t0);
+        let s = desired_status(None, Some(3), Ok((&summary, &top)), None, 10, Some(t0), t0);
         assert_eq!(s.observed_generation, Some(3));
         let risk = s.conditions.iter().find(|c| c.type_ == "RiskWithinTolerance").unwrap();
         assert_eq!(risk.status, "False");
         assert!(risk.message.contains("BKP-001"), "{}", risk.message);
         // Same outcome later: nothing but time moved, so the transition time stays.
         let t1 = Timestamp::from_second(2_000).unwrap();
-        let s2 = desired_status(Some(&s), Some(3), Ok((&summary, &top)), 10, None, t1);
+        let s2 = desired_status(Some(&s), Some(3), Ok((&summary, &top)), None, 10, None, t1);
         assert_eq!(s2, s);
         // Broken policy: Ready flips to False with the reason.
         let broken = Broken { reason: reasons::POLICY_COMPILE_ERROR, message: "x:3:1: bad".into() };
-        let s3 = desired_status(Some(&s), Some(4), Err(&broken), 10, None, t1);
+        let s3 = desired_status(Some(&s), Some(4), Err(&broken), None, 10, None, t1);
         let ready = s3.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "PolicyCompileError"));
         assert_eq!(ready.last_transition_time.0, t1);
+    }
+
+    #[test]
+    fn failed_evaluations_make_the_policy_not_ready_and_name_the_first() {
+        let a = [assessment("web", 20, false)];
+        let (mut summary, top) = summarize(a.iter());
+        summary.workloads_failed = 2;
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let first = "Deployment crm/db: evaluation exceeded its limit of 100 VM instructions";
+        let s = desired_status(None, Some(1), Ok((&summary, &top)), Some(first), 10, Some(t0), t0);
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "EvaluationFailed"));
+        assert!(ready.message.starts_with("2 workload(s) could not be evaluated"), "{}", ready.message);
+        assert!(ready.message.contains(first), "{}", ready.message);
+        assert_eq!(s.summary.workloads_failed, 2);
+        // The risk condition still reflects what was evaluated.
+        let risk = s.conditions.iter().find(|c| c.type_ == "RiskWithinTolerance").unwrap();
+        assert_eq!(risk.status, "False");
+        // Once every workload evaluates again, Ready returns to True.
+        summary.workloads_failed = 0;
+        let s2 = desired_status(Some(&s), Some(1), Ok((&summary, &top)), None, 10, None, t0);
+        let ready = s2.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "AuditSucceeded"));
     }
 }
