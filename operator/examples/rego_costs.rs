@@ -1,0 +1,153 @@
+//! What Rego constructs cost on regorus' VM, to see where the library's time goes
+//! (BENCHMARKS.md, "Target").
+//!
+//! ```text
+//! rego_costs constructs INPUTS.jsonl      # single constructs (a cached rule read, a function call, ...)
+//! rego_costs rules AREA INPUTS.jsonl      # the library with one `findings` body of AREA at a time
+//! ```
+//!
+//! INPUTS.jsonl: input documents as `bench_inputs generate` writes them (the first 1,000 are
+//! used). Each probe compiles the library plus a module `m` with a rule `r`, lowers it to the VM
+//! and evaluates `data.m.r` five times over the inputs; it prints the mean time per evaluation
+//! (wall clock: run it on a quiet machine) and the last value. AREA is a file name under
+//! `policies/` without its extension: `encryption`, `rbac`, `backups`, `disaster_recovery`.
+
+use std::io::BufRead;
+use std::time::Instant;
+
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::RegoVM;
+
+type Result<T> = std::result::Result<T, String>;
+
+/// The library, with the module at `replace.0` swapped for `replace.1`.
+fn probe(label: &str, rule: &str, inputs: &[regorus::Value], replace: Option<(&str, &str)>) -> Result<()> {
+    let mut engine = regorus::Engine::new();
+    for (path, src) in crmrisk::engine::library::modules() {
+        let src = match replace {
+            Some((p, s)) if p == path => s,
+            _ => src,
+        };
+        engine.add_policy(path.to_owned(), src.to_owned()).map_err(|e| e.to_string())?;
+    }
+    let data = regorus::Value::from_json_str(crmrisk::engine::library::metadata_json().unwrap_or("{}"))
+        .map_err(|e| e.to_string())?;
+    engine.add_data(data.clone()).map_err(|e| e.to_string())?;
+    let module = format!("package m\nimport rego.v1\nimport data.crmrisk.lib\n{rule}\n");
+    engine.add_policy("m.rego".into(), module).map_err(|e| e.to_string())?;
+    let entry: regorus::Rc<str> = "data.m.r".into();
+    let compiled = engine.compile_with_entrypoint(&entry).map_err(|e| e.to_string())?;
+    let program = Compiler::compile_from_policy(&compiled, &["data.m.r"]).map_err(|e| e.to_string())?;
+    let mut vm = RegoVM::new();
+    vm.load_program(program);
+    vm.set_max_instructions(usize::MAX);
+    vm.set_data(data).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut last = regorus::Value::Undefined;
+    for _ in 0..5 {
+        for input in inputs {
+            vm.set_input(input.clone());
+            last = vm.execute().map_err(|e| e.to_string())?;
+        }
+    }
+    let each = started.elapsed() / (5 * inputs.len().max(1) as u32);
+    let shown = last.to_string();
+    println!("{label:48} {each:>10.2?}  {}", shown.chars().take(50).collect::<String>());
+    Ok(())
+}
+
+/// `n` copies of a rule body, as `r contains i if <body>`.
+fn times(n: usize, body: &str) -> String {
+    (0..n).map(|i| format!("r contains {i} if {body}")).collect::<Vec<_>>().join("\n")
+}
+
+fn constructs(inputs: &[regorus::Value]) -> Result<()> {
+    let workload_name = "input.workload.name";
+    probe("constant rule", "r := 1", inputs, None)?;
+    probe("input path x10", &times(10, workload_name), inputs, None)?;
+    probe("cached lib rule read x10", &times(10, "data.crmrisk.lib.workload_desc"), inputs, None)?;
+    probe(
+        "lib.enabled(area, name) call x10",
+        &times(10, "lib.enabled(\"encryption\", \"requireIngressTLS\")"),
+        inputs,
+        None,
+    )?;
+    probe(
+        "parameter read directly x10",
+        &times(10, "input.params.encryption.requireIngressTLS != false"),
+        inputs,
+        None,
+    )?;
+    probe("local rule read x10", &format!("g if {workload_name}\n{}", times(10, "g")), inputs, None)?;
+    probe("local function call x10", &format!("f(x) if x == 1\n{}", times(10, "f(1)")), inputs, None)?;
+    probe("regex.match x10", &times(10, "regex.match(`a+b`, input.workload.name)"), inputs, None)?;
+    probe("contains x10", &times(10, "contains(input.workload.name, \"ab\")"), inputs, None)?;
+    probe(
+        "sprintf x10",
+        &times(10, "sprintf(\"%s %s/%s\", [input.workload.kind, input.workload.namespace, input.workload.name])"),
+        inputs,
+        None,
+    )?;
+    for area in ["encryption", "backups", "rbac", "disaster_recovery"] {
+        probe(&format!("all findings of {area}"), &format!("r := data.crmrisk.{area}.findings"), inputs, None)?;
+    }
+    Ok(())
+}
+
+/// The area's module with only its `k`-th `findings` body kept (helpers all kept); 0 = none.
+fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
+    let (path, src) = crmrisk::engine::library::modules()
+        .find(|(p, _)| p.ends_with(&format!("/{area}.rego")))
+        .ok_or_else(|| format!("no module policies/*/{area}.rego"))?;
+    let package = src
+        .lines()
+        .find_map(|l| l.strip_prefix("package "))
+        .ok_or_else(|| format!("{path}: no package line"))?
+        .to_owned();
+    let blocks: Vec<&str> = src.split("\nfindings contains").collect();
+    for k in 0..blocks.len() {
+        let mut variant = blocks[0].to_owned();
+        for (j, block) in blocks.iter().enumerate().skip(1) {
+            let end = block.find("\n}\n").map_or(block.len(), |e| e + 3);
+            if j == k {
+                variant.push_str("\nfindings contains");
+                variant.push_str(&block[..end]);
+            }
+            variant.push_str(&block[end..]);
+        }
+        let label = if k == 0 {
+            "helpers only".to_owned()
+        } else {
+            let head: String = blocks[k].lines().skip(1).take(3).collect::<Vec<_>>().join(" ");
+            format!("#{k} {}", head.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        let label: String = label.chars().take(48).collect();
+        probe(&label, &format!("r := data.{package}.findings"), inputs, Some((path, &variant)))?;
+    }
+    Ok(())
+}
+
+fn read_inputs(path: &str) -> Result<Vec<regorus::Value>> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    std::io::BufReader::new(file)
+        .lines()
+        .take(1000)
+        .map(|line| regorus::Value::from_json_str(&line.map_err(|e| e.to_string())?).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["constructs", inputs] => read_inputs(inputs).and_then(|i| constructs(&i)),
+        ["rules", area, inputs] => read_inputs(inputs).and_then(|i| rules(area, &i)),
+        _ => Err("usage: rego_costs constructs INPUTS.jsonl | rego_costs rules AREA INPUTS.jsonl".to_owned()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rego_costs: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
