@@ -363,7 +363,7 @@ impl PolicySet {
         vm.set_max_instructions(self.limits.max_instructions);
         vm.set_execution_timer_config(Some(timer_config(&self.limits)));
         let runner = match vm.set_data(self.data.clone()) {
-            Ok(()) => Runner::Vm(Box::new(vm)),
+            Ok(()) => Runner::Vm { vm: Box::new(vm), fallback: Box::new(self.engine.clone()) },
             // Cannot happen with object data; the interpreter is always a correct fallback.
             Err(_) => Runner::Interpreter(Box::new(self.engine.clone())),
         };
@@ -397,7 +397,11 @@ pub struct Evaluator {
 }
 
 enum Runner {
-    Vm(Box<RegoVM>),
+    /// The VM, and the interpreter this evaluator switches to should the VM ever panic.
+    Vm {
+        vm: Box<RegoVM>,
+        fallback: Box<regorus::Engine>,
+    },
     Interpreter(Box<regorus::Engine>),
 }
 
@@ -427,7 +431,7 @@ impl Evaluator {
     /// The backend this evaluator runs on.
     pub fn backend(&self) -> Backend {
         match self.runner {
-            Runner::Vm(_) => Backend::Vm,
+            Runner::Vm { .. } => Backend::Vm,
             Runner::Interpreter(_) => Backend::Interpreter,
         }
     }
@@ -435,18 +439,38 @@ impl Evaluator {
     /// Evaluate an input that is already a regorus value.
     pub fn evaluate_value(&mut self, input: regorus::Value) -> Result<Evaluation, EngineError> {
         let limits = self.limits;
-        let result = match &mut self.runner {
-            Runner::Vm(vm) => {
-                vm.set_input(input);
-                vm.execute().map_err(|e| match e {
-                    VmError::TimeLimitExceeded { .. } => EngineError::Timeout(limits.eval_timeout),
-                    VmError::InstructionLimitExceeded { limit, .. } => EngineError::InstructionLimit(limit),
-                    other => EngineError::Eval(other.to_string()),
-                })?
+        // A panic inside regorus on some input must not take the operator (or a scan) down: the
+        // VM is new code, so a VM panic moves this evaluator to the interpreter for good, and an
+        // interpreter panic is an evaluation error of this input.
+        let vm_outcome = match &mut self.runner {
+            Runner::Vm { vm, .. } => {
+                vm.set_input(input.clone());
+                Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.execute())))
             }
-            Runner::Interpreter(engine) => {
+            Runner::Interpreter(_) => None,
+        };
+        let result = match vm_outcome {
+            Some(Ok(executed)) => executed.map_err(|e| match e {
+                VmError::TimeLimitExceeded { .. } => EngineError::Timeout(limits.eval_timeout),
+                VmError::InstructionLimitExceeded { limit, .. } => EngineError::InstructionLimit(limit),
+                other => EngineError::Eval(other.to_string()),
+            })?,
+            vm_panicked => {
+                if vm_panicked.is_some() {
+                    tracing::error!("the Rego VM panicked; this evaluator continues on the Rego interpreter");
+                    let placeholder = Runner::Interpreter(Box::new(regorus::Engine::new()));
+                    if let Runner::Vm { fallback, .. } = std::mem::replace(&mut self.runner, placeholder) {
+                        self.runner = Runner::Interpreter(fallback);
+                    }
+                }
+                let Runner::Interpreter(engine) = &mut self.runner else {
+                    return Err(EngineError::Eval("no interpreter to fall back to".to_owned()));
+                };
                 engine.set_input(input);
-                engine.eval_rule(ENTRY_PATH.to_owned()).map_err(|e| {
+                let evaluated =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.eval_rule(ENTRY_PATH.to_owned())))
+                        .map_err(|_| EngineError::Eval("the Rego interpreter panicked on this input".to_owned()))?;
+                evaluated.map_err(|e| {
                     let msg = e.to_string();
                     if msg.contains("time limit") || msg.contains("execution exceeded") || msg.contains("timed out") {
                         EngineError::Timeout(limits.eval_timeout)
