@@ -354,7 +354,7 @@ impl PolicySet {
     }
 
     fn interpreter_evaluator(&self) -> Evaluator {
-        Evaluator { runner: Runner::Interpreter(Box::new(self.engine.clone())), limits: self.limits }
+        Evaluator { vm: None, engine: Box::new(self.engine.clone()), limits: self.limits }
     }
 
     fn vm_evaluator(&self, program: Arc<Program>) -> Evaluator {
@@ -362,12 +362,9 @@ impl PolicySet {
         vm.load_program(program);
         vm.set_max_instructions(self.limits.max_instructions);
         vm.set_execution_timer_config(Some(timer_config(&self.limits)));
-        let runner = match vm.set_data(self.data.clone()) {
-            Ok(()) => Runner::Vm { vm: Box::new(vm), fallback: Box::new(self.engine.clone()) },
-            // Cannot happen with object data; the interpreter is always a correct fallback.
-            Err(_) => Runner::Interpreter(Box::new(self.engine.clone())),
-        };
-        Evaluator { runner, limits: self.limits }
+        // `set_data` fails only on non-object data; the interpreter is always a correct fallback.
+        let vm = vm.set_data(self.data.clone()).ok().map(|()| Box::new(vm));
+        Evaluator { vm, engine: Box::new(self.engine.clone()), limits: self.limits }
     }
 }
 
@@ -392,17 +389,11 @@ fn lower_to_vm(engine: &mut regorus::Engine) -> Result<Arc<Program>, String> {
 
 /// Evaluates workloads one after another against a compiled [`PolicySet`].
 pub struct Evaluator {
-    runner: Runner,
+    /// The VM, when the set runs on it; dropped should it ever panic.
+    vm: Option<Box<RegoVM>>,
+    /// The interpreter: the backend when there is no VM, the fallback when there is.
+    engine: Box<regorus::Engine>,
     limits: Limits,
-}
-
-enum Runner {
-    /// The VM, and the interpreter this evaluator switches to should the VM ever panic.
-    Vm {
-        vm: Box<RegoVM>,
-        fallback: Box<regorus::Engine>,
-    },
-    Interpreter(Box<regorus::Engine>),
 }
 
 /// The findings of one workload, grouped by where they came from.
@@ -430,42 +421,34 @@ impl Evaluator {
 
     /// The backend this evaluator runs on.
     pub fn backend(&self) -> Backend {
-        match self.runner {
-            Runner::Vm { .. } => Backend::Vm,
-            Runner::Interpreter(_) => Backend::Interpreter,
-        }
+        if self.vm.is_some() { Backend::Vm } else { Backend::Interpreter }
     }
 
     /// Evaluate an input that is already a regorus value.
     pub fn evaluate_value(&mut self, input: regorus::Value) -> Result<Evaluation, EngineError> {
         let limits = self.limits;
         // A panic inside regorus on some input must not take the operator (or a scan) down: the
-        // VM is new code, so a VM panic moves this evaluator to the interpreter for good, and an
-        // interpreter panic is an evaluation error of this input.
-        let vm_outcome = match &mut self.runner {
-            Runner::Vm { vm, .. } => {
-                vm.set_input(input.clone());
-                Some(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.execute())))
+        // VM is new code, so a VM panic drops the VM and this evaluator continues on the
+        // interpreter, and an interpreter panic is an evaluation error of this input.
+        let mut on_vm = None;
+        if let Some(vm) = &mut self.vm {
+            vm.set_input(input.clone());
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.execute())) {
+                Ok(executed) => on_vm = Some(executed),
+                Err(_) => {
+                    tracing::error!("the Rego VM panicked; this evaluator continues on the Rego interpreter");
+                    self.vm = None;
+                }
             }
-            Runner::Interpreter(_) => None,
-        };
-        let result = match vm_outcome {
-            Some(Ok(executed)) => executed.map_err(|e| match e {
+        }
+        let result = match on_vm {
+            Some(executed) => executed.map_err(|e| match e {
                 VmError::TimeLimitExceeded { .. } => EngineError::Timeout(limits.eval_timeout),
                 VmError::InstructionLimitExceeded { limit, .. } => EngineError::InstructionLimit(limit),
                 other => EngineError::Eval(other.to_string()),
             })?,
-            vm_panicked => {
-                if vm_panicked.is_some() {
-                    tracing::error!("the Rego VM panicked; this evaluator continues on the Rego interpreter");
-                    let placeholder = Runner::Interpreter(Box::new(regorus::Engine::new()));
-                    if let Runner::Vm { fallback, .. } = std::mem::replace(&mut self.runner, placeholder) {
-                        self.runner = Runner::Interpreter(fallback);
-                    }
-                }
-                let Runner::Interpreter(engine) = &mut self.runner else {
-                    return Err(EngineError::Eval("no interpreter to fall back to".to_owned()));
-                };
+            None => {
+                let engine = &mut self.engine;
                 engine.set_input(input);
                 let evaluated =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.eval_rule(ENTRY_PATH.to_owned())))
