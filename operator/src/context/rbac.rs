@@ -77,25 +77,26 @@ fn binding(
 /// Does any subject denote the ServiceAccount `sa_namespace/sa_name`? `binding_namespace` is the
 /// RoleBinding's namespace (`None` for ClusterRoleBindings).
 fn applies(subjects: Option<&[Subject]>, binding_namespace: Option<&str>, sa_namespace: &str, sa_name: &str) -> bool {
-    subjects.unwrap_or_default().iter().any(|s| {
-        // Every workload looks at every ClusterRoleBinding, whose subjects mostly name other
-        // accounts: the account's name is compared before the kind, and the kinds, which
-        // exclude each other, by length before content, so most subjects are ruled out without
-        // reading their strings.
-        (s.name == sa_name && s.kind == "ServiceAccount" && {
+    subjects.unwrap_or_default().iter().any(|s| match s.kind.as_str() {
+        "ServiceAccount" => {
             let ns = s.namespace.as_deref().filter(|n| !n.is_empty()).or(binding_namespace);
-            ns == Some(sa_namespace)
-        }) || (s.kind == "User"
-            // `system:serviceaccount:<sa_namespace>:<sa_name>`, compared in place.
-            && s.name
+            s.name == sa_name && ns == Some(sa_namespace)
+        }
+        // `system:serviceaccount:<sa_namespace>:<sa_name>`, compared in place (every workload
+        // looks at every ClusterRoleBinding: no allocation per subject).
+        "User" => {
+            s.name
                 .strip_prefix("system:serviceaccount:")
                 .and_then(|rest| rest.strip_prefix(sa_namespace))
                 .and_then(|rest| rest.strip_prefix(':'))
-                == Some(sa_name))
-            || (s.kind == "Group"
-                && (s.name == "system:serviceaccounts"
-                    || s.name == "system:authenticated"
-                    || s.name.strip_prefix("system:serviceaccounts:") == Some(sa_namespace)))
+                == Some(sa_name)
+        }
+        "Group" => {
+            s.name == "system:serviceaccounts"
+                || s.name == "system:authenticated"
+                || s.name.strip_prefix("system:serviceaccounts:") == Some(sa_namespace)
+        }
+        _ => false,
     })
 }
 
