@@ -206,74 +206,26 @@ db_tls_likelihood := 2 if mtls
 
 db_tls_likelihood := 3 if not mtls
 
-# The literal strings of the containers, gathered once per evaluation (ENC-005 and ENC-006 read
-# them): [container index, env name ("" for args), string]. Most strings are short
-# flags ("info", "on"); the expensive tests (regexes, case folding) run only on the few that can
-# be a connection string or a URL, and only once per distinct string.
-literal_strings := array.concat(
-	[[i, e.name, e.value] |
-		some i, c in input.containers
-		some e in object.get(c, "env", [])
-		is_string(e.value)
-		e.value != ""
-	],
-	[[i, "", a] |
-		some i, c in input.containers
-		some a in object.get(c, "args", [])
-		is_string(a)
-	],
-)
+# The context builder reads the containers' literal strings (policies/README.md, `containers`):
+# `pgsslmode` is PGSSLMODE as libpq reads it, `connections` the strings that hold a connection
+# (never the string itself: it may hold a password), `literalCredentials` the variables whose
+# name says credential and whose value is written in the manifest. The rules judge those facts.
 
-# Where a literal string is, for messages (they name the place, never the string: it may hold
-# a password).
-where(name) := sprintf("env %s", [name]) if name != ""
+# Where a connection string is, for messages.
+where(conn) := sprintf("env %s", [conn.env]) if is_string(conn.env)
 
-where(name) := "args" if name == ""
-
-# The strings that may hold a connection, a URL ("://") or libpq keywords ("="), with their
-# lower-case form: [container index, env name, string, lower(string)].
-candidates := [[i, name, s, lower(s)] |
-	some [i, name, s] in literal_strings
-	connection_like(s)
-]
-
-connection_like(s) if contains(s, "://")
-
-connection_like(s) if contains(s, "=")
-
-# lib.sslmodes of the candidates that name at least one sslmode.
-sslmodes_of := {s: modes |
-	some [_, _, s, lc] in candidates
-	contains(lc, "sslmode")
-	modes := lib.sslmodes(s)
-	count(modes) > 0
-}
-
-# Literal PGSSLMODE values as [container index, mode] (names upper-cased, as libpq reads them).
-pgsslmode contains [i, lower(trim_space(e.value))] if {
-	some i, c in input.containers
-	some e in object.get(c, "env", [])
-	upper(e.name) == "PGSSLMODE"
-	is_string(e.value)
-	e.value != ""
-}
-
-# Containers that set PGSSLMODE at all (a value from a Secret or ConfigMap is trusted).
-has_pgsslmode contains i if {
-	some i, c in input.containers
-	some e in object.get(c, "env", [])
-	upper(e.name) == "PGSSLMODE"
-}
+where(conn) := "args" if not is_string(conn.env)
 
 findings contains f if {
 	db_tls_checked
-	some [i, mode] in pgsslmode
+	some c in input.containers
+	some mode in c.pgsslmode.values
 	not mode in data.crmrisk.lib.tls_sslmodes
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s sets PGSSLMODE=%s: PostgreSQL connections may be unencrypted (only require, verify-ca and verify-full guarantee TLS)",
-			[input.containers[i].name, data.crmrisk.lib.workload_desc, mode],
+			[c.name, data.crmrisk.lib.workload_desc, mode],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
@@ -282,32 +234,36 @@ findings contains f if {
 
 findings contains f if {
 	db_tls_checked
-	some [i, name, s, _] in candidates
-	some mode in sslmodes_of[s]
+	some c in input.containers
+	some conn in c.connections
+	some mode in conn.sslmodes
 	not mode in data.crmrisk.lib.tls_sslmodes
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s connects to PostgreSQL with sslmode=%s (%s): only require, verify-ca and verify-full guarantee TLS",
-			[input.containers[i].name, data.crmrisk.lib.workload_desc, mode, where(name)],
+			[c.name, data.crmrisk.lib.workload_desc, mode, where(conn)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
 	}
 }
 
+# A PostgreSQL connection that names no sslmode gets libpq's default, prefer, unless PGSSLMODE
+# is set (JDBC's ssl=true means verify-full).
 findings contains f if {
 	db_tls_checked
-	some [i, name, s, lc] in candidates
-	not has_pgsslmode[i]
-	lib.is_pg_conn_string(lc)
-	not sslmodes_of[s]
-	not lib.jdbc_ssl_true(lc)
+	some c in input.containers
+	not c.pgsslmode.set
+	some conn in c.connections
+	conn.postgres
+	count(conn.sslmodes) == 0
+	not conn.jdbcSslTrue
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
 			"container %s of %s connects to PostgreSQL (%s) without sslmode or PGSSLMODE: the default, prefer, silently falls back to plaintext",
-			[input.containers[i].name, data.crmrisk.lib.workload_desc, where(name)],
+			[c.name, data.crmrisk.lib.workload_desc, where(conn)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
@@ -318,34 +274,28 @@ findings contains f if {
 # ENC-006: credentials in clear in the pod template
 # ---------------------------------------------------------------------------------------------
 
-# One regex over all literal variable names of a container first: the per-name test runs only
-# when some name contains a credential word at all.
 findings contains f if {
 	some c in input.containers
-	literal := lib.literal_env(c)
-	count(literal) > 0
-	regex.match(data.crmrisk.lib.secret_word_pattern, upper(concat(" ", [e.name | some e in literal])))
-	some e in literal
-	lib.secret_like_name(e.name)
-	not lib.env_reference(e.value)
+	some name in c.literalCredentials
 	f := {
 		"id": "ENC-006",
 		"message": sprintf(
 			"container %s of %s sets %s to a literal value instead of a secretKeyRef: anyone who can read the %s can read the credential",
-			[c.name, data.crmrisk.lib.workload_desc, e.name, input.workload.kind],
+			[c.name, data.crmrisk.lib.workload_desc, name, input.workload.kind],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}
 }
 
 findings contains f if {
-	some [i, name, s, _] in candidates
-	lib.has_url_password(s)
+	some c in input.containers
+	some conn in c.connections
+	conn.urlPassword
 	f := {
 		"id": "ENC-006",
 		"message": sprintf(
 			"container %s of %s has a password written into a URL (%s) instead of taking it from a Secret",
-			[input.containers[i].name, data.crmrisk.lib.workload_desc, where(name)],
+			[c.name, data.crmrisk.lib.workload_desc, where(conn)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}

@@ -31,6 +31,9 @@ neglected_database := fx.db({
 		"readinessProbe": false, "livenessProbe": false,
 		"env": [fx.env("POSTGRES_PASSWORD", "postgres"), fx.env("PGSSLMODE", "disable")],
 		"args": ["--primary=postgres://replicator:pw@crm-db-0/crm"],
+		"pgsslmode": {"set": true, "values": ["disable"]},
+		"connections": [fx.connection(null, {"urlPassword": true})],
+		"literalCredentials": ["POSTGRES_PASSWORD"],
 	}],
 	"serviceAccount": {"name": "default", "isDefault": true, "automountToken": true},
 	"rbac": {"bindings": [

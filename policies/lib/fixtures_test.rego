@@ -34,7 +34,15 @@ storage_class(name, provisioner, parameters) := {
 	"provisioner": provisioner, "parameters": parameters,
 }
 
-postgres_container := {
+# What the context builder derives from a container's env and args (operator/src/context/strings.rs,
+# where that derivation is tested) when none of them is a connection or a literal credential.
+no_string_facts := {"pgsslmode": {"set": false, "values": []}, "connections": [], "literalCredentials": []}
+
+# A fact of `containers[].connections`: a PostgreSQL connection string in env `env` (null: on the
+# command line) naming no sslmode, with `p` merged in.
+connection(env, p) := object.union({"env": env, "postgres": true, "sslmodes": [], "jdbcSslTrue": false, "urlPassword": false}, p)
+
+postgres_container := object.union(no_string_facts, {
 	"name": "postgres", "image": "postgres:16", "init": false,
 	"readinessProbe": true, "livenessProbe": true,
 	"env": [
@@ -42,7 +50,7 @@ postgres_container := {
 		{"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata", "fromSecret": null, "fromConfigMap": null},
 	],
 	"args": ["postgres", "-c", "ssl=on"],
-}
+})
 
 # A plain env var with a literal value.
 env(name, value) := {"name": name, "value": value, "fromSecret": null, "fromConfigMap": null}
@@ -127,6 +135,9 @@ hardened_web := object.union(hardened, {
 			{"name": "DATABASE_PASSWORD", "value": null, "fromSecret": {"name": "crm-db-credentials", "key": "password"}, "fromConfigMap": null},
 		],
 		"args": ["/crm-web", "--listen=:8080"],
+		"pgsslmode": {"set": false, "values": []},
+		"connections": [connection("DATABASE_URL", {"sslmodes": ["verify-full"]})],
+		"literalCredentials": [],
 	}],
 	"serviceAccount": {"name": "crm-web", "found": true, "isDefault": false, "automountToken": false},
 	"rbac": {"bindings": []},

@@ -114,78 +114,12 @@ ceph_rbd_provisioners := {"rbd.csi.ceph.com", "kubernetes.io/rbd"}
 known_provisioners := ((aws_ebs_provisioners | gce_pd_provisioners) | azure_disk_provisioners) | ceph_rbd_provisioners
 
 # ---------------------------------------------------------------------------------------------
-# Strings: environment, connection strings, secrets
-#
-# regorus builds the regex crate without its Unicode tables: no (?i), \s, \d, \w or \b in
-# patterns. Match on lower()/upper() of the string with explicit ASCII classes instead.
+# Database connections
 # ---------------------------------------------------------------------------------------------
-
-# Environment variables with a literal value (not from a Secret or ConfigMap).
-literal_env(c) := [e |
-	some e in object.get(c, "env", [])
-	is_string(e.value)
-	e.value != ""
-]
 
 # sslmode values that make libpq encrypt for sure; `prefer` (the default) and `allow` fall back
 # to plaintext, `disable` never encrypts.
 tls_sslmodes := {"require", "verify-ca", "verify-full"}
-
-# sslmode values written in a connection string: keyword/value ("sslmode=disable"),
-# URL query ("?sslmode=disable") or JDBC ("jdbc:postgresql://h/db?sslmode=prefer").
-sslmodes(s) := {mode |
-	contains(lower(s), "sslmode")
-	some hit in regex.find_n(`sslmode[ \t]*=[ \t]*'?[a-z-]+`, lower(s), -1)
-	mode := regex.replace(hit, `^sslmode[ \t]*=[ \t]*'?`, "")
-}
-
-# A PostgreSQL connection string (`lc`: the string in lower case): a postgres:// or
-# postgresql:// URL (JDBC included), or a libpq keyword/value string naming a host and a
-# database or user.
-is_pg_conn_string(lc) if contains(lc, "postgres://")
-
-is_pg_conn_string(lc) if contains(lc, "postgresql://")
-
-is_pg_conn_string(lc) if {
-	contains(lc, "=")
-	regex.match(`(^|[ \t])(host|hostaddr)[ \t]*=[ \t]*[^ \t]`, lc)
-	regex.match(`(^|[ \t])(dbname|user)[ \t]*=[ \t]*[^ \t]`, lc)
-}
-
-# JDBC's ssl=true means verify-full when no sslmode is given (`lc`: lower case).
-jdbc_ssl_true(lc) if {
-	contains(lc, "jdbc:postgresql://")
-	regex.match(`jdbc:postgresql://[^ \t]*[?&]ssl=true`, lc)
-}
-
-# A URL that carries a literal password: scheme://user:password@host (not a $(VAR) reference).
-has_url_password(s) if {
-	contains(s, "://")
-	contains(s, "@")
-	regex.match(`[A-Za-z][A-Za-z0-9+.-]*://[^/ \t:@]+:[^/ \t@$][^/ \t@]*@`, s)
-}
-
-# Names that say "credential": PASSWORD anywhere, the shorter words only as a whole
-# underscore-separated part (so TOKENIZER_MODEL is not a token).
-secret_name_pattern := `(PASSWORD|PASSWD|(^|_)(PASS|PWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|SECRET_?KEY|ACCESS_?KEY|CREDENTIALS?)(_|$))`
-
-# Any credential word at all, anywhere: a cheap first test over many names joined together.
-secret_word_pattern := `PASS|PWD|SECRET|TOKEN|KEY|CREDENTIAL`
-
-# Names that hold a pointer to a secret, or a setting about it, rather than the secret itself.
-secret_pointer_suffixes := {"_FILE", "_PATH", "_DIR", "_NAME", "_REF", "_TTL", "_EXPIRY", "_LENGTH", "_ENABLED"}
-
-# An environment variable name that looks like it holds a credential.
-secret_like_name(name) if {
-	regex.match(secret_name_pattern, upper(name))
-	not strings.any_suffix_match(upper(name), secret_pointer_suffixes)
-}
-
-# A value that is really a reference to another variable: "$(DB_PASSWORD)".
-env_reference(v) if {
-	startswith(v, "$(")
-	regex.match(`^\$\([A-Za-z_][A-Za-z0-9_]*\)$`, v)
-}
 
 # ---------------------------------------------------------------------------------------------
 # RBAC

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::document::{ContainerInfo, EnvInfo, KeyRef};
+use super::strings;
 
 /// Init containers first (they run first), then the regular ones.
 pub(crate) fn containers(spec: &PodSpec) -> Vec<ContainerInfo> {
@@ -15,31 +16,37 @@ pub(crate) fn containers(spec: &PodSpec) -> Vec<ContainerInfo> {
 }
 
 fn container(c: &Container, init: bool) -> ContainerInfo {
+    let env: Vec<EnvInfo> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let from = e.value_from.as_ref();
+            EnvInfo {
+                name: e.name.clone(),
+                value: e.value.clone(),
+                from_secret: from
+                    .and_then(|f| f.secret_key_ref.as_ref())
+                    .map(|r| KeyRef { name: r.name.clone(), key: r.key.clone() }),
+                from_config_map: from
+                    .and_then(|f| f.config_map_key_ref.as_ref())
+                    .map(|r| KeyRef { name: r.name.clone(), key: r.key.clone() }),
+            }
+        })
+        .collect();
+    let args: Vec<String> = c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect();
+    let facts = strings::analyse(&env, &args);
     ContainerInfo {
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         init,
         readiness_probe: c.readiness_probe.is_some(),
         liveness_probe: c.liveness_probe.is_some(),
-        env: c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| {
-                let from = e.value_from.as_ref();
-                EnvInfo {
-                    name: e.name.clone(),
-                    value: e.value.clone(),
-                    from_secret: from
-                        .and_then(|f| f.secret_key_ref.as_ref())
-                        .map(|r| KeyRef { name: r.name.clone(), key: r.key.clone() }),
-                    from_config_map: from
-                        .and_then(|f| f.config_map_key_ref.as_ref())
-                        .map(|r| KeyRef { name: r.name.clone(), key: r.key.clone() }),
-                }
-            })
-            .collect(),
-        args: c.command.iter().flatten().chain(c.args.iter().flatten()).cloned().collect(),
+        env,
+        args,
+        pgsslmode: facts.pgsslmode,
+        connections: facts.connections,
+        literal_credentials: facts.literal_credentials,
     }
 }
 

@@ -97,6 +97,42 @@ pub struct ContainerInfo {
     pub env: Vec<EnvInfo>,
     /// `command` followed by `args`.
     pub args: Vec<String>,
+    /// `PGSSLMODE` in the environment, as libpq reads it.
+    pub pgsslmode: PgSslMode,
+    /// Literal strings (environment values, then `command`/`args` items) that hold a PostgreSQL
+    /// connection, name an sslmode, or carry a password in a URL. Facts, not judgments: the
+    /// encryption rules decide what is a finding (see `context::strings`).
+    pub connections: Vec<Connection>,
+    /// Names of environment variables that say they hold a credential (`DB_PASSWORD`,
+    /// `GITHUB_TOKEN`, `STRIPE_API_KEY`) and have a literal value that is not a `$(VAR)`
+    /// reference, in the order of `env`.
+    pub literal_credentials: Vec<String>,
+}
+
+/// `PGSSLMODE` in a container's environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PgSslMode {
+    /// Set at all, a value from a Secret or ConfigMap included.
+    pub set: bool,
+    /// Its literal values, trimmed and lower-cased, sorted and unique.
+    pub values: Vec<String>,
+}
+
+/// A literal string that holds a connection (never the string itself: it may hold a password).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connection {
+    /// The environment variable it is the value of; `None` on the command line.
+    pub env: Option<String>,
+    /// A PostgreSQL connection: a `postgres://`/`postgresql://` URL (JDBC included) or a libpq
+    /// keyword/value string naming a host and a database or user.
+    pub postgres: bool,
+    /// Every `sslmode=` value it names, lower-cased, sorted and unique.
+    pub sslmodes: Vec<String>,
+    /// A `jdbc:postgresql://` URL with `ssl=true` (verify-full when no sslmode is given).
+    pub jdbc_ssl_true: bool,
+    /// A `scheme://user:password@host` URL whose password is not a `$(VAR)` reference.
+    pub url_password: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -25,6 +25,7 @@ mod objects;
 mod rbac;
 pub mod selector;
 mod storage;
+mod strings;
 mod workload;
 
 pub use build::build;
