@@ -97,8 +97,8 @@ fn constructs(inputs: &[regorus::Value]) -> Result<()> {
     Ok(())
 }
 
-/// The area's module with only its `k`-th `findings` body kept (helpers all kept); 0 = none.
-fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
+/// The embedded module of an area: its path, its text and its package.
+fn area_module(area: &str) -> Result<(&'static str, &'static str, String)> {
     let (path, src) = crmrisk::engine::library::modules()
         .find(|(p, _)| p.ends_with(&format!("/{area}.rego")))
         .ok_or_else(|| format!("no module policies/*/{area}.rego"))?;
@@ -107,6 +107,12 @@ fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
         .find_map(|l| l.strip_prefix("package "))
         .ok_or_else(|| format!("{path}: no package line"))?
         .to_owned();
+    Ok((path, src, package))
+}
+
+/// The area's module with only its `k`-th `findings` body kept (helpers all kept); 0 = none.
+fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
+    let (path, src, package) = area_module(area)?;
     let blocks: Vec<&str> = src.split("\nfindings contains").collect();
     for k in 0..blocks.len() {
         let mut variant = blocks[0].to_owned();
@@ -133,14 +139,7 @@ fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
 /// The area's findings with the shipped module, then with the module at `file` in its place: to
 /// try a rewrite without rebuilding.
 fn variant(area: &str, file: &str, inputs: &[regorus::Value]) -> Result<()> {
-    let (path, src) = crmrisk::engine::library::modules()
-        .find(|(p, _)| p.ends_with(&format!("/{area}.rego")))
-        .ok_or_else(|| format!("no module policies/*/{area}.rego"))?;
-    let package = src
-        .lines()
-        .find_map(|l| l.strip_prefix("package "))
-        .ok_or_else(|| format!("{path}: no package line"))?
-        .to_owned();
+    let (path, _, package) = area_module(area)?;
     let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let rule = format!("r := data.{package}.findings");
     probe(&format!("{area} as shipped"), &rule, inputs, None)?;
