@@ -39,11 +39,12 @@ state_desc := "a database" if {
 
 claim_refs := [lib.claim_ref(c) | some c in input.storage.claims]
 
-# Velero Schedules that select the workload and are not paused.
-active_schedules contains s if {
+# Velero Schedules that select the workload and are not paused. The schedule collections are
+# arrays in the builder's order: a set would order its members by comparing whole objects.
+active_schedules := [s |
 	some s in input.backup.velero.schedules
 	not s.paused
-}
+]
 
 # Storage location the schedule can write to.
 writable_location(s) if {
@@ -52,10 +53,10 @@ writable_location(s) if {
 }
 
 # Schedules actually producing backups: running, with a location they can write to.
-effective_schedules contains s if {
+effective_schedules := [s |
 	some s in active_schedules
 	writable_location(s)
-}
+]
 
 # Raised likelihood for a finding whose schedule was the only thing producing backups.
 sole_coverage_extra := {"likelihood": 5} if count(effective_schedules) == 0
@@ -102,10 +103,10 @@ findings contains f if {
 # BKP-003: backups too far apart (RPO)
 # ---------------------------------------------------------------------------------------------
 
-timed_schedules contains s if {
+timed_schedules := [s |
 	some s in active_schedules
 	is_number(s.intervalHours)
-}
+]
 
 findings contains f if {
 	data.crmrisk.lib.is_stateful
@@ -131,11 +132,11 @@ findings contains f if {
 # BKP-004: backups not kept long enough
 # ---------------------------------------------------------------------------------------------
 
-kept_schedules contains s if {
+kept_schedules := [s |
 	some s in active_schedules
 	is_number(s.ttlHours)
 	s.ttlHours > 0
-}
+]
 
 # The ttl as written, or Velero's default when unset.
 ttl_desc(s) := s.ttl if is_string(s.ttl)
@@ -182,7 +183,7 @@ findings contains f if {
 # BKP-005: backups not verifiably stored off the cluster
 # ---------------------------------------------------------------------------------------------
 
-offsite_checked if lib.enabled("backups", "requireOffsite")
+offsite_checked if object.get(input, ["params", "backups", "requireOffsite"], true) != false
 
 blank(v) if v == null
 

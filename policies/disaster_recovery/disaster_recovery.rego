@@ -13,7 +13,7 @@ replicas := input.workload.replicas
 
 min_replicas := lib.params("disasterRecovery").minReplicas
 
-pdb_checked if lib.enabled("disasterRecovery", "requirePodDisruptionBudget")
+pdb_checked if object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
 
 pdb_desc(pdb) := sprintf("PodDisruptionBudget %s", [lib.qualified(pdb.name)])
 
@@ -87,7 +87,7 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	lib.enabled("disasterRecovery", "requireZoneSpread")
+	object.get(input, ["params", "disasterRecovery", "requireZoneSpread"], true) != false
 	data.crmrisk.lib.replicated
 	not data.crmrisk.lib.zone_spread
 	f := {

@@ -9,7 +9,7 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-storage_checked if lib.enabled("encryption", "requireEncryptedStorage")
+storage_checked if object.get(input, ["params", "encryption", "requireEncryptedStorage"], true) != false
 
 sc_desc(sc) := sprintf("StorageClass %s (%s)", [sc.name, sc.provisioner])
 
@@ -162,7 +162,7 @@ tls_covers(tls_hosts, host) if {
 }
 
 findings contains f if {
-	lib.enabled("encryption", "requireIngressTLS")
+	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
 	some ing in input.ingresses
 	count(ing.hosts) > 0
 	plain := sort([h |
@@ -181,7 +181,7 @@ findings contains f if {
 }
 
 findings contains f if {
-	lib.enabled("encryption", "requireIngressTLS")
+	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
 	some ing in input.ingresses
 	count(ing.hosts) == 0
 	count(ing.tlsHosts) == 0
@@ -199,7 +199,7 @@ findings contains f if {
 # ENC-005: PostgreSQL connection without guaranteed TLS
 # ---------------------------------------------------------------------------------------------
 
-db_tls_checked if lib.enabled("encryption", "requireDatabaseTLS")
+db_tls_checked if object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
 
 # Pods in a mesh may get the connection encrypted by the sidecars if the database is meshed too.
 db_tls_likelihood := 2 if mtls

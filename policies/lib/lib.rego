@@ -71,7 +71,10 @@ all_params := object.get(input, "params", {})
 # The parameters of one area (`encryption`, `backups`, `rbac`, `disasterRecovery`).
 params(area) := object.get(data.crmrisk.lib.all_params, area, {})
 
-# A boolean check is on unless its parameter is explicitly false.
+# A boolean check is on unless its parameter is explicitly false. The area packages spell this
+# out as `object.get(input, ["params", area, name], true) != false`, one builtin call: the
+# whole library ran 2.5 % faster on regorus' VM than with calls of this function (BENCHMARKS.md).
+# Custom policies can use either.
 enabled(area, name) if object.get(object.get(data.crmrisk.lib.all_params, area, {}), name, true) != false
 
 # ---------------------------------------------------------------------------------------------

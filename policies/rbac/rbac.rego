@@ -19,12 +19,12 @@ binding_evidence(b) := [sa_ref, lib.binding_ref(b), lib.role_ref(b)]
 
 # Bindings RBAC-001 reports (by index); the narrower RBAC rules skip them.
 admin_bindings contains i if {
-	lib.enabled("rbac", "forbidClusterAdmin")
+	object.get(input, ["params", "rbac", "forbidClusterAdmin"], true) != false
 	some i, b in input.rbac.bindings
 	lib.binds_cluster_admin(b)
 }
 
-wildcards_checked if lib.enabled("rbac", "forbidWildcards")
+wildcards_checked if object.get(input, ["params", "rbac", "forbidWildcards"], true) != false
 
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them.
 wildcard_reported(r) if {
@@ -101,7 +101,7 @@ secret_read_rule(r) if {
 }
 
 findings contains f if {
-	lib.enabled("rbac", "forbidSecretReadAll")
+	object.get(input, ["params", "rbac", "forbidSecretReadAll"], true) != false
 	some i, b in input.rbac.bindings
 	not admin_bindings[i]
 	rules := sort([lib.rule_desc(r) |
@@ -128,7 +128,7 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	lib.enabled("rbac", "forbidTokenAutomount")
+	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
 	sa.isDefault
 	sa.automountToken
 	f := {
@@ -146,7 +146,7 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	lib.enabled("rbac", "forbidTokenAutomount")
+	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
 	not sa.isDefault
 	sa.found
 	sa.automountToken
