@@ -88,6 +88,14 @@ for round in $(seq 1 "$rounds"); do
 done
 ours="$(printf '%s' "$ours_all" | fastest)"
 theirs="$(printf '%s' "$theirs_all" | fastest)"
+# The ratio of each round's pair (OPA CPU / crmrisk CPU, run back to back) and their median: a
+# second view beside the ratio of the fastest rounds, less sensitive to a single lucky run.
+round_ratios="$(jq -n -c --argjson o "$(printf '%s' "$ours_all" | jq -s -c '.')" \
+  --argjson t "$(printf '%s' "$theirs_all" | jq -s -c '.')" \
+  '[range(0; $o | length) | ($t[.].cpu_seconds / $o[.].cpu_seconds * 100 | round) / 100] as $r
+   | ($r | sort) as $s
+   | {ratios: $r, median: (if ($s | length) % 2 == 1 then $s[($s | length - 1) / 2]
+       else (($s[($s | length) / 2 - 1] + $s[($s | length) / 2]) / 2 * 100 | round) / 100 end)}')"
 echo "[bench] crmrisk: evaluating (interpreter, once, for reference)" >&2
 interp="$("${pin[@]}" "$bench_inputs" eval --backend interpreter --inputs "$out/inputs.jsonl" --out "$out/findings-crmrisk-interpreter.jsonl")"
 
@@ -105,7 +113,7 @@ echo "[bench] crmrisk: whole pipeline (context build + Rego + scoring)" >&2
 pipeline="$("${pin[@]}" "$bench_inputs" assess --count "$N")"
 
 printf '%s\n%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" "$interp" | jq -s '.' >"$out/summary.json"
-jq -r --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
+jq -r --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
   def f(x): (x * 100 | round) / 100;
   .[0] as $c | .[1] as $o | .[2] as $p | .[3] as $i |
   "inputs: \($c.count), findings: \($c.findings) (identical in all three), cores: \($cores), engines pinned: \($pinned), fastest of \($rounds) rounds",
@@ -115,6 +123,7 @@ jq -r --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]}
   "  crmrisk (regorus interpreter): \(f($i.evals_per_second)) evals/s wall, \(f($i.cpu_seconds)) s CPU (\(f($i.evals_per_cpu_second)) evals per CPU second)",
   "  OPA:                           \(f($o.evals_per_second)) evals/s wall, \(f($o.cpu_seconds)) s CPU (\(f($o.evals_per_cpu_second)) evals per CPU second, \(f($o.cpu_seconds / $o.count * 1000000)) us each)",
   "  crmrisk VM / OPA:              \(f($c.evals_per_second / $o.evals_per_second))x (wall), \(f($c.evals_per_cpu_second / $o.evals_per_cpu_second))x (CPU)",
+  "  per round (OPA / crmrisk, back to back): \($rr.ratios | map(tostring) | join(", ")); median \($rr.median)x",
   "  target: \($c.count) workloads in under \(f($c.count / 20000)) s of CPU (0.5 s per 10,000): \(if $c.cpu_seconds < $c.count / 20000 then "met" else "NOT met" end)",
   "",
   "crmrisk whole pipeline (context build + Rego + scoring):",
