@@ -149,6 +149,8 @@ findings contains f if {
 # ENC-004: Ingress serving the workload over plain HTTP
 # ---------------------------------------------------------------------------------------------
 
+ingress_tls_checked if object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
+
 # A TLS host covers a rule host exactly or as a one-label wildcard (*.example.com); "*" stands
 # for a spec.tls entry without hosts, which applies to every host of the Ingress.
 tls_covers(tls_hosts, host) if host in tls_hosts
@@ -162,7 +164,7 @@ tls_covers(tls_hosts, host) if {
 }
 
 findings contains f if {
-	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
+	ingress_tls_checked
 	some ing in input.ingresses
 	count(ing.hosts) > 0
 	plain := sort([h |
@@ -181,7 +183,7 @@ findings contains f if {
 }
 
 findings contains f if {
-	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
+	ingress_tls_checked
 	some ing in input.ingresses
 	count(ing.hosts) == 0
 	count(ing.tlsHosts) == 0

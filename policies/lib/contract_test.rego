@@ -196,3 +196,12 @@ test_messages_have_no_unfilled_placeholders if {
 	print(bad)
 	count(bad) == 0
 }
+
+# lib.enabled is no longer called by the built-in areas (they read their parameters inline) but
+# stays a helper for custom policies: on unless explicitly false, also when params are missing.
+test_enabled_is_on_unless_explicitly_false if {
+	data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {}
+	data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {"params": {"rbac": {}}}
+	data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {"params": {"rbac": {"forbidWildcards": true}}}
+	not data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {"params": {"rbac": {"forbidWildcards": false}}}
+}

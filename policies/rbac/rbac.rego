@@ -26,6 +26,8 @@ admin_bindings contains i if {
 
 wildcards_checked if object.get(input, ["params", "rbac", "forbidWildcards"], true) != false
 
+token_automount_checked if object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them.
 wildcard_reported(r) if {
 	wildcards_checked
@@ -128,7 +130,7 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+	token_automount_checked
 	sa.isDefault
 	sa.automountToken
 	f := {
@@ -146,7 +148,7 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+	token_automount_checked
 	not sa.isDefault
 	sa.found
 	sa.automountToken
