@@ -16,6 +16,8 @@
 #    for every input, and fails loudly if not;
 # 5. prints evaluations per second for each (the fastest of BENCH_ROUNDS rounds, default 3), and the ratio.
 # Every evaluation runs pinned to one core (taskset; see below for why).
+# 6. with valgrind installed, counts the instructions each engine executes per evaluation and
+#    prints their ratio: a figure the machine's load does not move (see below).
 # Also runs `opa test` on the library, so the Rego unit tests are known to pass under OPA too,
 # and `bench_inputs assess` for the whole per-workload pipeline (context build + Rego + scoring).
 #
@@ -109,11 +111,41 @@ if ! "$bench_inputs" compare "$out/findings-crmrisk.jsonl" "$out/findings-crmris
   exit 1
 fi
 
+# Instructions per evaluation, counted by valgrind (cachegrind without its cache simulation):
+# unlike time, the count does not depend on what else the machine runs, so this ratio holds still
+# between runs. Each engine runs twice on the first BENCH_IR_INPUTS inputs (default 1000), once
+# with no warm-up and once with a warm-up pass over all of them; the difference of the two counts
+# is one evaluation of each input (loading, parsing and compiling cancel out). Instructions are
+# not time (the two engines do not retire them at the same rate), so this is a second view
+# beside the CPU-time ratio above, not a replacement. BENCH_INSTRUCTIONS=0 skips it.
+instructions='null'
+if [ "${BENCH_INSTRUCTIONS:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1; then
+  ir_n="${BENCH_IR_INPUTS:-1000}"
+  head -n "$ir_n" "$out/inputs.jsonl" >"$out/inputs-ir.jsonl"
+  ir_n="$(wc -l <"$out/inputs-ir.jsonl")"
+  echo "[bench] counting instructions with valgrind on $ir_n inputs (a few minutes)" >&2
+  count_ir() { # label, command...: prints the total instructions the command executed
+    local label="$1"; shift
+    valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null "$@" \
+      >"$out/ir-$label.out" 2>"$out/ir-$label.err" || { cat "$out/ir-$label.err" >&2; return 1; }
+    sed -n 's/.*I *refs: *//p' "$out/ir-$label.err" | tr -d ,
+  }
+  ours0="$(count_ir crmrisk-0 "$bench_inputs" eval --inputs "$out/inputs-ir.jsonl" --out "$out/ir-findings.jsonl" --warmup 0)"
+  ours1="$(count_ir crmrisk-1 "$bench_inputs" eval --inputs "$out/inputs-ir.jsonl" --out "$out/ir-findings.jsonl" --warmup "$ir_n")"
+  theirs0="$(GOMAXPROCS=1 count_ir opa-0 "$runner" -policies "$policies_copy" -inputs "$out/inputs-ir.jsonl" -out "$out/ir-findings.jsonl" -warmup 0)"
+  theirs1="$(GOMAXPROCS=1 count_ir opa-1 "$runner" -policies "$policies_copy" -inputs "$out/inputs-ir.jsonl" -out "$out/ir-findings.jsonl" -warmup "$ir_n")"
+  instructions="$(jq -n -c --argjson n "$ir_n" --argjson o0 "$ours0" --argjson o1 "$ours1" --argjson t0 "$theirs0" --argjson t1 "$theirs1" \
+    '{inputs: $n, crmrisk_per_eval: (($o1 - $o0) / $n | round), opa_per_eval: (($t1 - $t0) / $n | round)}
+     | .ratio = ((.opa_per_eval / .crmrisk_per_eval * 100 | round) / 100)')"
+elif [ "${BENCH_INSTRUCTIONS:-1}" != 0 ]; then
+  echo "[bench] valgrind not found: no instruction counts (apt-get install valgrind)" >&2
+fi
+
 echo "[bench] crmrisk: whole pipeline (context build + Rego + scoring)" >&2
 pipeline="$("${pin[@]}" "$bench_inputs" assess --count "$N")"
 
-printf '%s\n%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" "$interp" | jq -s '.' >"$out/summary.json"
-jq -r --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
+printf '%s\n%s\n%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" "$interp" "$instructions" | jq -s '.' >"$out/summary.json"
+jq -r --argjson ir "$instructions" --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
   def f(x): (x * 100 | round) / 100;
   .[0] as $c | .[1] as $o | .[2] as $p | .[3] as $i |
   "inputs: \($c.count), findings: \($c.findings) (identical in all three), cores: \($cores), engines pinned: \($pinned), fastest of \($rounds) rounds",
@@ -124,6 +156,8 @@ jq -r --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds"
   "  OPA:                           \(f($o.evals_per_second)) evals/s wall, \(f($o.cpu_seconds)) s CPU (\(f($o.evals_per_cpu_second)) evals per CPU second, \(f($o.cpu_seconds / $o.count * 1000000)) us each)",
   "  crmrisk VM / OPA:              \(f($c.evals_per_second / $o.evals_per_second))x (wall), \(f($c.evals_per_cpu_second / $o.evals_per_cpu_second))x (CPU)",
   "  per round (OPA / crmrisk, back to back): \($rr.ratios | map(tostring) | join(", ")); median \($rr.median)x",
+  (if $ir == null then "  instructions per evaluation: not counted (no valgrind)" else
+   "  instructions per evaluation (valgrind, \($ir.inputs) inputs): crmrisk \($ir.crmrisk_per_eval), OPA \($ir.opa_per_eval); OPA / crmrisk \($ir.ratio)x" end),
   "  target: \($c.count) workloads in under \(f($c.count / 20000)) s of CPU (0.5 s per 10,000): \(if $c.cpu_seconds < $c.count / 20000 then "met" else "NOT met" end)",
   "",
   "crmrisk whole pipeline (context build + Rego + scoring):",

@@ -5,13 +5,26 @@
 //! rego_costs constructs INPUTS.jsonl      # single constructs (a cached rule read, a function call, ...)
 //! rego_costs rules AREA INPUTS.jsonl      # the library with one `findings` body of AREA at a time
 //! rego_costs variant AREA FILE INPUTS.jsonl  # AREA's findings as shipped, then with FILE as its module
+//! rego_costs library DIR INPUTS.jsonl PASSES  # the whole library read from DIR, PASSES passes, untimed
 //! ```
+//!
+//! `library` is for counting instructions, which unlike time does not depend on the machine's
+//! load: run it under `valgrind --tool=cachegrind --cache-sim=no` with PASSES 1 and 2, and the
+//! difference of the two counts is one evaluation of every input (`bench/rego-instructions.sh`
+//! does this for a library directory, and for OPA on the same inputs). It prints the number of
+//! findings and a digest of them, so two versions of the library can be checked to agree. With
+//! `REGO_COSTS_LISTING=FILE` it also writes the VM program: each rule's register count and
+//! bodies, then regorus' assembly listing.
 //!
 //! INPUTS.jsonl: input documents as `bench_inputs generate` writes them (the first 1,000 are
 //! used). Each probe compiles the library plus a module `m` with a rule `r`, lowers it to the VM
 //! and evaluates `data.m.r` five times over the inputs; it prints the time per evaluation of the
 //! fastest pass (wall clock; the fastest pass is the one least disturbed by other load) and the last value. AREA is a file name under
 //! `policies/` without its extension: `encryption`, `rbac`, `backups`, `disaster_recovery`.
+
+/// The allocator the `crmrisk` binary uses, so instruction counts are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::BufRead;
 use std::time::Instant;
@@ -146,6 +159,76 @@ fn variant(area: &str, file: &str, inputs: &[regorus::Value]) -> Result<()> {
     probe(&format!("{area} from {file}"), &rule, inputs, Some((path, &text)))
 }
 
+/// Every input evaluated `passes` times by the library in `dir` (its `.rego` files without the
+/// `*_test.rego` ones, and `metadata.json`), with one entry rule over the four areas as the engine
+/// builds it. Nothing is timed.
+fn library(dir: &str, inputs: &[regorus::Value], passes: usize) -> Result<()> {
+    let mut engine = regorus::Engine::new();
+    let mut files = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            let name = path.to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    for path in &files {
+        let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        engine.add_policy(path.to_string_lossy().into_owned(), src).map_err(|e| e.to_string())?;
+    }
+    let metadata = format!("{dir}/metadata.json");
+    let data =
+        regorus::Value::from_json_str(&std::fs::read_to_string(&metadata).map_err(|e| format!("{metadata}: {e}"))?)
+            .map_err(|e| e.to_string())?;
+    engine.add_data(data.clone()).map_err(|e| e.to_string())?;
+    let entry = "package m\nr := {\"encryption\": data.crmrisk.encryption.findings, \"backups\": data.crmrisk.backups.findings, \"rbac\": data.crmrisk.rbac.findings, \"disasterRecovery\": data.crmrisk.disaster_recovery.findings}\n";
+    engine.add_policy("m.rego".into(), entry.to_owned()).map_err(|e| e.to_string())?;
+    let entry_path: regorus::Rc<str> = "data.m.r".into();
+    let compiled = engine.compile_with_entrypoint(&entry_path).map_err(|e| e.to_string())?;
+    let program = Compiler::compile_from_policy(&compiled, &["data.m.r"]).map_err(|e| e.to_string())?;
+    if let Some(path) = std::env::var_os("REGO_COSTS_LISTING") {
+        let mut text = String::from("; rules: registers, bodies per definition, name\n");
+        for r in &program.rule_infos {
+            let bodies: Vec<usize> = r.definitions.iter().map(Vec::len).collect();
+            text.push_str(&format!("; {:3} {:?} {}\n", r.num_registers, bodies, r.name));
+        }
+        let config = regorus::rvm::program::AssemblyListingConfig::default();
+        text.push_str(&regorus::rvm::program::generate_assembly_listing(&program, &config));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.to_string_lossy()))?;
+    }
+    let mut vm = RegoVM::new();
+    vm.load_program(program);
+    vm.set_max_instructions(usize::MAX);
+    vm.set_data(data).map_err(|e| e.to_string())?;
+    let mut results = Vec::with_capacity(inputs.len());
+    for pass in 0..passes {
+        for input in inputs {
+            vm.set_input(input.clone());
+            let value = vm.execute().map_err(|e| e.to_string())?;
+            if pass == 0 {
+                results.push(value);
+            }
+        }
+    }
+    let mut findings = 0;
+    let mut digest = std::collections::hash_map::DefaultHasher::new();
+    for value in &results {
+        let text = value.to_string();
+        std::hash::Hash::hash(&text, &mut digest);
+        if let Ok(areas) = value.as_object() {
+            findings += areas.values().map(|set| set.as_set().map_or(0, |s| s.len())).sum::<usize>();
+        }
+    }
+    println!("{} inputs, {findings} findings, digest {:016x}", results.len(), std::hash::Hasher::finish(&digest));
+    Ok(())
+}
+
 fn read_inputs(path: &str) -> Result<Vec<regorus::Value>> {
     let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     std::io::BufReader::new(file)
@@ -161,7 +244,11 @@ fn main() -> std::process::ExitCode {
         ["constructs", inputs] => read_inputs(inputs).and_then(|i| constructs(&i)),
         ["rules", area, inputs] => read_inputs(inputs).and_then(|i| rules(area, &i)),
         ["variant", area, file, inputs] => read_inputs(inputs).and_then(|i| variant(area, file, &i)),
-        _ => Err("usage: rego_costs constructs INPUTS.jsonl | rego_costs rules AREA INPUTS.jsonl | rego_costs variant AREA FILE INPUTS.jsonl".to_owned()),
+        ["library", dir, inputs, passes] => {
+            let passes = passes.parse().map_err(|_| format!("PASSES: not a number: {passes}"));
+            passes.and_then(|p| read_inputs(inputs).and_then(|i| library(dir, &i, p)))
+        }
+        _ => Err("usage: rego_costs constructs INPUTS.jsonl | rego_costs rules AREA INPUTS.jsonl | rego_costs variant AREA FILE INPUTS.jsonl | rego_costs library DIR INPUTS.jsonl PASSES".to_owned()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
