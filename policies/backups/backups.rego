@@ -19,13 +19,13 @@ any_backup_tool if input.backup.tools.cnpg
 
 schedule_desc(s) := sprintf("%s/%s", [s.namespace, s.name])
 
-schedule_ref(s) := lib.ns_ref("Schedule", s.namespace, s.name)
+schedule_ref(s) := {"kind": "Schedule", "namespace": s.namespace, "name": s.name}
 
-location_ref(s) := lib.ns_ref("BackupStorageLocation", s.namespace, s.storageLocation.name)
+location_ref(s) := {"kind": "BackupStorageLocation", "namespace": s.namespace, "name": s.storageLocation.name}
 
-cluster_ref(cl) := lib.ref("Cluster", cl.name)
+cluster_ref(cl) := {"kind": "Cluster", "namespace": input.workload.namespace, "name": cl.name}
 
-scheduled_backup_ref(sb) := lib.ref("ScheduledBackup", sb.name)
+scheduled_backup_ref(sb) := {"kind": "ScheduledBackup", "namespace": input.workload.namespace, "name": sb.name}
 
 claim_names := concat(", ", sort([c.name | some c in input.storage.claims]))
 
@@ -140,8 +140,7 @@ kept_schedules := [s |
 
 # The ttl as written, or Velero's default when unset.
 ttl_desc(s) := s.ttl if is_string(s.ttl)
-
-ttl_desc(s) := sprintf("%vh (default)", [s.ttlHours]) if not is_string(s.ttl)
+else := sprintf("%vh (default)", [s.ttlHours])
 
 findings contains f if {
 	data.crmrisk.lib.is_stateful

@@ -15,9 +15,9 @@ min_replicas := lib.params("disasterRecovery").minReplicas
 
 pdb_checked if object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
 
-pdb_desc(pdb) := sprintf("PodDisruptionBudget %s", [lib.qualified(pdb.name)])
+pdb_desc(pdb) := sprintf("PodDisruptionBudget %s/%s", [input.workload.namespace, pdb.name])
 
-pdb_ref(pdb) := lib.ref("PodDisruptionBudget", pdb.name)
+pdb_ref(pdb) := {"kind": "PodDisruptionBudget", "namespace": input.workload.namespace, "name": pdb.name}
 
 # ---------------------------------------------------------------------------------------------
 # DR-001: fewer replicas than required

@@ -13,7 +13,7 @@ storage_checked if object.get(input, ["params", "encryption", "requireEncryptedS
 
 sc_desc(sc) := sprintf("StorageClass %s (%s)", [sc.name, sc.provisioner])
 
-sc_ref(sc) := lib.cluster_ref("StorageClass", sc.name)
+sc_ref(sc) := {"kind": "StorageClass", "name": sc.name}
 
 # Claims whose StorageClass exists, so its provisioner and parameters can be read.
 resolved_claims := [c |

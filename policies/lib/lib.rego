@@ -9,6 +9,12 @@ import rego.v1
 # The workload and evidence references
 # ---------------------------------------------------------------------------------------------
 
+# Helpers that build evidence and message parts write their objects and strings out rather
+# than calling ref/ns_ref/cluster_ref/qualified, and a helper that picks one of two forms is one
+# definition with `else`, not two definitions with opposite conditions: on regorus' VM every
+# function call, and every definition tried, costs thousands of machine instructions, and these
+# helpers run for every finding (BENCHMARKS.md, "Instructions"). Findings are the same either way.
+
 # Evidence pointing at the workload itself.
 workload_ref := {
 	"kind": input.workload.kind,
@@ -82,14 +88,12 @@ enabled(area, name) if object.get(object.get(data.crmrisk.lib.all_params, area, 
 # ---------------------------------------------------------------------------------------------
 
 # "PersistentVolumeClaim crm/data" or "volumeClaimTemplate data of StatefulSet crm/crm-db".
-claim_desc(c) := sprintf("PersistentVolumeClaim %s", [qualified(c.name)]) if c.source == "volume"
-
-claim_desc(c) := sprintf("volumeClaimTemplate %s of %s", [c.name, workload_desc]) if c.source != "volume"
+claim_desc(c) := sprintf("PersistentVolumeClaim %s/%s", [input.workload.namespace, c.name]) if c.source == "volume"
+else := sprintf("volumeClaimTemplate %s of %s", [c.name, workload_desc])
 
 # PVCs created from a volumeClaimTemplate are named per replica: point at the workload instead.
-claim_ref(c) := ref("PersistentVolumeClaim", c.name) if c.source == "volume"
-
-claim_ref(c) := workload_ref if c.source != "volume"
+claim_ref(c) := {"kind": "PersistentVolumeClaim", "namespace": input.workload.namespace, "name": c.name} if c.source == "volume"
+else := workload_ref
 
 # StorageClass parameter as a lower-case string, keys matched case-insensitively (the Azure
 # driver accepts both diskEncryptionSetID and DiskEncryptionSetID); "" when unset.
@@ -129,19 +133,16 @@ tls_sslmodes := {"require", "verify-ca", "verify-full"}
 # ---------------------------------------------------------------------------------------------
 
 # Evidence for a binding (RoleBinding namespaced, ClusterRoleBinding cluster-scoped).
-binding_ref(b) := cluster_ref(b.kind, b.name) if b.kind == "ClusterRoleBinding"
-
-binding_ref(b) := ns_ref(b.kind, b.namespace, b.name) if b.kind != "ClusterRoleBinding"
+binding_ref(b) := {"kind": b.kind, "namespace": b.namespace, "name": b.name} if b.kind != "ClusterRoleBinding"
+else := {"kind": b.kind, "name": b.name}
 
 # Evidence for the role a binding grants.
-role_ref(b) := cluster_ref("ClusterRole", b.roleRef.name) if b.roleRef.kind == "ClusterRole"
-
-role_ref(b) := ns_ref("Role", b.namespace, b.roleRef.name) if b.roleRef.kind != "ClusterRole"
+role_ref(b) := {"kind": "Role", "namespace": b.namespace, "name": b.roleRef.name} if b.roleRef.kind != "ClusterRole"
+else := {"kind": "ClusterRole", "name": b.roleRef.name}
 
 # "ClusterRoleBinding crm-admin" / "RoleBinding crm/crm-reader".
-binding_desc(b) := sprintf("ClusterRoleBinding %s", [b.name]) if b.kind == "ClusterRoleBinding"
-
 binding_desc(b) := sprintf("RoleBinding %s/%s", [b.namespace, b.name]) if b.kind != "ClusterRoleBinding"
+else := sprintf("ClusterRoleBinding %s", [b.name])
 
 role_desc(b) := sprintf("%s %s", [b.roleRef.kind, b.roleRef.name])
 
@@ -152,8 +153,7 @@ binds_cluster_admin(b) if {
 
 # Where a binding's rules apply: "cluster-wide" or "in namespace crm".
 binding_scope(b) := "cluster-wide" if b.clusterWide
-
-binding_scope(b) := sprintf("in namespace %s", [b.namespace]) if not b.clusterWide
+else := sprintf("in namespace %s", [b.namespace])
 
 # A policy rule with a wildcard in its verbs or resources.
 wildcard_rule(r) if "*" in r.verbs
