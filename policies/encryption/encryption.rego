@@ -23,6 +23,16 @@ resolved_claims := [c |
 	c.storageClass.found
 ]
 
+# The storage rules (ENC-001 to ENC-003) are one group behind one test, for workloads that
+# have volume claims and when requireEncryptedStorage is on: on regorus' VM, trying a rule body
+# costs thousands of machine instructions even when its first line fails (BENCHMARKS.md,
+# "Instructions").
+findings contains f if {
+	storage_checked
+	count(input.storage.claims) > 0
+	some f in storage_findings
+}
+
 # ---------------------------------------------------------------------------------------------
 # ENC-001: volume stored unencrypted
 # ---------------------------------------------------------------------------------------------
@@ -37,8 +47,7 @@ unencrypted_reason(sc) := "Ceph RBD images are written in clear to the Ceph clus
 	lib.sc_param(sc, "encrypted") != "true"
 }
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in resolved_claims
 	reason := unencrypted_reason(c.storageClass)
 	f := {
@@ -71,8 +80,7 @@ provider_key_reason(sc) := "encrypted with a platform-managed key because no dis
 	not lib.sc_param_set(sc, "diskEncryptionSetID")
 }
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in resolved_claims
 	reason := provider_key_reason(c.storageClass)
 	f := {
@@ -89,8 +97,7 @@ findings contains f if {
 # ENC-003: encryption at rest cannot be verified
 # ---------------------------------------------------------------------------------------------
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in input.storage.claims
 	not c.found
 	f := {
@@ -100,8 +107,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in input.storage.claims
 	c.found
 	not is_object(c.storageClass)
@@ -115,8 +121,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in input.storage.claims
 	c.found
 	is_object(c.storageClass)
@@ -131,8 +136,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
-	storage_checked
+storage_findings contains f if {
 	some c in resolved_claims
 	not c.storageClass.provisioner in data.crmrisk.lib.known_provisioners
 	f := {
@@ -151,6 +155,14 @@ findings contains f if {
 
 ingress_tls_checked if object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
 
+# The Ingress rules (ENC-004) are tried only when requireIngressTLS is on and the workload is
+# behind an Ingress (see the storage group above).
+findings contains f if {
+	ingress_tls_checked
+	count(input.ingresses) > 0
+	some f in ingress_findings
+}
+
 # A TLS host covers a rule host exactly or as a one-label wildcard (*.example.com); "*" stands
 # for a spec.tls entry without hosts, which applies to every host of the Ingress.
 tls_covers(tls_hosts, host) if host in tls_hosts
@@ -163,8 +175,7 @@ tls_covers(tls_hosts, host) if {
 	glob.match(t, ["."], host)
 }
 
-findings contains f if {
-	ingress_tls_checked
+ingress_findings contains f if {
 	some ing in input.ingresses
 	count(ing.hosts) > 0
 	plain := sort([h |
@@ -182,8 +193,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
-	ingress_tls_checked
+ingress_findings contains f if {
 	some ing in input.ingresses
 	count(ing.hosts) == 0
 	count(ing.tlsHosts) == 0
@@ -343,6 +353,9 @@ findings contains f if {
 			"%s holds %s data and is reached through Service %s, but %s: pod-to-pod traffic is not mutually authenticated and encrypted",
 			[data.crmrisk.lib.workload_desc, input.classification.dataClassification, concat(", ", sort([s.name | some s in input.services])), mesh_state],
 		),
-		"evidence": array.concat([data.crmrisk.lib.workload_ref], [lib.ref("Service", s.name) | some s in input.services]),
+		"evidence": array.concat(
+			[data.crmrisk.lib.workload_ref],
+			[{"kind": "Service", "namespace": input.workload.namespace, "name": s.name} | some s in input.services],
+		),
 	}
 }
