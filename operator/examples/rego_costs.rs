@@ -123,25 +123,66 @@ fn area_module(area: &str) -> Result<(&'static str, &'static str, String)> {
     Ok((path, src, package))
 }
 
-/// The area's module with only its `k`-th `findings` body kept (helpers all kept); 0 = none.
+/// The bodies of the rules that produce findings: `findings` and the groups it reads
+/// (`storage_findings`, `cnpg_findings`, ...), as byte ranges of `src`, each from its head line
+/// to its closing `}` line. A group's entry body (`findings contains f if { ...; some f in
+/// x_findings }`) is not listed: it is kept like a helper.
+fn finding_bodies(src: &str) -> Vec<(usize, usize)> {
+    let mut bodies = Vec::new();
+    let mut offset = 0;
+    let mut start = None;
+    for line in src.split_inclusive('\n') {
+        let head = line.split(" contains ").next().unwrap_or("");
+        if start.is_none()
+            && line.contains(" contains ")
+            && head.ends_with("findings")
+            && !head.contains(char::is_whitespace)
+        {
+            start = Some(offset);
+        }
+        offset += line.len();
+        if let Some(s) = start {
+            if line == "}\n" || line == "}" {
+                if !src[s..offset].contains("some f in ") {
+                    bodies.push((s, offset));
+                }
+                start = None;
+            }
+        }
+    }
+    bodies
+}
+
+/// The area's module with only its `k`-th finding body kept (helpers and group entries all
+/// kept); 0 = none.
 fn rules(area: &str, inputs: &[regorus::Value]) -> Result<()> {
     let (path, src, package) = area_module(area)?;
-    let blocks: Vec<&str> = src.split("\nfindings contains").collect();
-    for k in 0..blocks.len() {
-        let mut variant = blocks[0].to_owned();
-        for (j, block) in blocks.iter().enumerate().skip(1) {
-            let end = block.find("\n}\n").map_or(block.len(), |e| e + 3);
-            if j == k {
-                variant.push_str("\nfindings contains");
-                variant.push_str(&block[..end]);
+    let bodies = finding_bodies(src);
+    for k in 0..=bodies.len() {
+        let mut variant = String::with_capacity(src.len());
+        let mut last = 0;
+        for (j, &(s, e)) in bodies.iter().enumerate() {
+            variant.push_str(&src[last..s]);
+            if j + 1 == k {
+                variant.push_str(&src[s..e]);
             }
-            variant.push_str(&block[end..]);
+            last = e;
         }
-        let label = if k == 0 {
-            "helpers only".to_owned()
-        } else {
-            let head: String = blocks[k].lines().skip(1).take(3).collect::<Vec<_>>().join(" ");
-            format!("#{k} {}", head.split_whitespace().collect::<Vec<_>>().join(" "))
+        variant.push_str(&src[last..]);
+        // A group left without bodies would be undefined where its entry reads it.
+        for &(s, e) in &bodies {
+            let name = src[s..e].split(" contains ").next().unwrap_or("findings");
+            if name != "findings" && !variant.contains(&format!("\n{name} contains ")) {
+                variant.push_str(&format!("\n{name} contains 0 if false\n"));
+            }
+        }
+        let label = match k {
+            0 => "helpers only".to_owned(),
+            k => {
+                let (s, e) = bodies[k - 1];
+                let head: String = src[s..e].lines().skip(1).take(3).collect::<Vec<_>>().join(" ");
+                format!("#{k} {}", head.split_whitespace().collect::<Vec<_>>().join(" "))
+            }
         };
         let label: String = label.chars().take(48).collect();
         probe(&label, &format!("r := data.{package}.findings"), inputs, Some((path, &variant)))?;
