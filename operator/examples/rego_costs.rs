@@ -141,13 +141,13 @@ fn finding_bodies(src: &str) -> Vec<(usize, usize)> {
             start = Some(offset);
         }
         offset += line.len();
-        if let Some(s) = start {
-            if line == "}\n" || line == "}" {
-                if !src[s..offset].contains("some f in ") {
-                    bodies.push((s, offset));
-                }
-                start = None;
+        if let Some(s) = start
+            && (line == "}\n" || line == "}")
+        {
+            if !src[s..offset].contains("some f in ") {
+                bodies.push((s, offset));
             }
+            start = None;
         }
     }
     bodies
