@@ -115,24 +115,55 @@ pub enum Backend {
     Interpreter,
 }
 
+/// The keys a finding and its evidence are read by, made once per evaluator: building a
+/// `regorus::Value` from a `&str` interns the string (a hash and a table lookup), and a finding
+/// needs about ten of them.
+#[derive(Debug, Clone)]
+struct FindingKeys {
+    id: regorus::Value,
+    message: regorus::Value,
+    evidence: regorus::Value,
+    likelihood: regorus::Value,
+    impact: regorus::Value,
+    kind: regorus::Value,
+    namespace: regorus::Value,
+    name: regorus::Value,
+}
+
+impl FindingKeys {
+    fn new() -> FindingKeys {
+        let key = regorus::Value::from;
+        FindingKeys {
+            id: key("id"),
+            message: key("message"),
+            evidence: key("evidence"),
+            likelihood: key("likelihood"),
+            impact: key("impact"),
+            kind: key("kind"),
+            namespace: key("namespace"),
+            name: key("name"),
+        }
+    }
+}
+
 impl RawFinding {
     /// Read a finding straight from the engine's value (no JSON round trip: this runs for every
     /// finding of every workload).
-    fn from_value(item: &regorus::Value) -> Result<RawFinding, EngineError> {
+    fn from_value(item: &regorus::Value, keys: &FindingKeys) -> Result<RawFinding, EngineError> {
         let malformed = |why: &str| EngineError::MalformedFinding(format!("{why}: {item}"));
         let fields = item.as_object().map_err(|_| malformed("a finding must be an object"))?;
-        let field = |name: &str| fields.get(&regorus::Value::from(name));
-        let id = match field("id") {
+        let field = |key: &regorus::Value| fields.get(key);
+        let id = match field(&keys.id) {
             Some(regorus::Value::String(s)) => s.to_string(),
             _ => return Err(malformed("`id` must be a string")),
         };
-        let message = match field("message") {
+        let message = match field(&keys.message) {
             Some(regorus::Value::String(s)) => s.to_string(),
             None | Some(regorus::Value::Null) => String::new(),
             Some(_) => return Err(malformed("`message` must be a string")),
         };
-        let score_part = |name: &str| -> Result<Option<u8>, EngineError> {
-            match field(name) {
+        let score_part = |name: &str, key: &regorus::Value| -> Result<Option<u8>, EngineError> {
+            match field(key) {
                 None | Some(regorus::Value::Null) => Ok(None),
                 Some(v) => v
                     .as_u64()
@@ -142,28 +173,30 @@ impl RawFinding {
                     .ok_or_else(|| malformed(&format!("`{name}` must be a small whole number"))),
             }
         };
-        let evidence = match field("evidence") {
+        let evidence = match field(&keys.evidence) {
             None | Some(regorus::Value::Null) => Vec::new(),
             Some(regorus::Value::Array(items)) => items
                 .iter()
-                .map(|e| evidence_from_value(e).ok_or_else(|| malformed(EVIDENCE_SHAPE)))
+                .map(|e| evidence_from_value(e, keys).ok_or_else(|| malformed(EVIDENCE_SHAPE)))
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(malformed(EVIDENCE_SHAPE)),
         };
-        Ok(RawFinding { id, message, evidence, likelihood: score_part("likelihood")?, impact: score_part("impact")? })
+        let likelihood = score_part("likelihood", &keys.likelihood)?;
+        let impact = score_part("impact", &keys.impact)?;
+        Ok(RawFinding { id, message, evidence, likelihood, impact })
     }
 }
 
 const EVIDENCE_SHAPE: &str = "`evidence` must be a list of {kind, namespace (optional), name}";
 
-fn evidence_from_value(v: &regorus::Value) -> Option<Evidence> {
+fn evidence_from_value(v: &regorus::Value, keys: &FindingKeys) -> Option<Evidence> {
     let fields = v.as_object().ok()?;
-    let text = |name: &str| match fields.get(&regorus::Value::from(name)) {
+    let text = |key: &regorus::Value| match fields.get(key) {
         Some(regorus::Value::String(s)) => Some(Some(s.to_string())),
         None | Some(regorus::Value::Null) => Some(None),
         Some(_) => None,
     };
-    Some(Evidence { kind: text("kind")??, namespace: text("namespace")?, name: text("name")?? })
+    Some(Evidence { kind: text(&keys.kind)??, namespace: text(&keys.namespace)?, name: text(&keys.name)?? })
 }
 
 /// A writer that only counts the bytes written to it.
@@ -354,7 +387,7 @@ impl PolicySet {
     }
 
     fn interpreter_evaluator(&self) -> Evaluator {
-        Evaluator { vm: None, engine: Box::new(self.engine.clone()), limits: self.limits }
+        Evaluator { vm: None, engine: Box::new(self.engine.clone()), limits: self.limits, keys: FindingKeys::new() }
     }
 
     fn vm_evaluator(&self, program: Arc<Program>) -> Evaluator {
@@ -364,7 +397,7 @@ impl PolicySet {
         vm.set_execution_timer_config(Some(timer_config(&self.limits)));
         // `set_data` fails only on non-object data; the interpreter is always a correct fallback.
         let vm = vm.set_data(self.data.clone()).ok().map(|()| Box::new(vm));
-        Evaluator { vm, engine: Box::new(self.engine.clone()), limits: self.limits }
+        Evaluator { vm, engine: Box::new(self.engine.clone()), limits: self.limits, keys: FindingKeys::new() }
     }
 }
 
@@ -394,6 +427,7 @@ pub struct Evaluator {
     /// The interpreter: the backend when there is no VM, the fallback when there is.
     engine: Box<regorus::Engine>,
     limits: Limits,
+    keys: FindingKeys,
 }
 
 /// The findings of one workload, grouped by where they came from.
@@ -479,7 +513,7 @@ impl Evaluator {
                     eval.truncated += 1;
                     continue;
                 }
-                eval.findings.push(RawFinding::from_value(item)?);
+                eval.findings.push(RawFinding::from_value(item, &self.keys)?);
             }
         }
         eval.findings.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.message.cmp(&b.message)));
