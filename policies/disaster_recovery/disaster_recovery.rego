@@ -106,14 +106,9 @@ findings contains f if {
 
 # Containers that receive traffic: the database containers of a database, or every main
 # container of a workload behind a Service.
-default traffic_containers := []
-
 traffic_containers := data.crmrisk.lib.database_containers if data.crmrisk.lib.is_database
-
-traffic_containers := data.crmrisk.lib.main_containers if {
-	not data.crmrisk.lib.is_database
-	count(input.services) > 0
-}
+else := data.crmrisk.lib.main_containers if count(input.services) > 0
+else := []
 
 findings contains f if {
 	input.workload.kind != "CronJob"

@@ -40,9 +40,7 @@ findings contains f if {
 unencrypted_reason(sc) := "EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account" if {
 	sc.provisioner in data.crmrisk.lib.aws_ebs_provisioners
 	lib.sc_param(sc, "encrypted") != "true"
-}
-
-unencrypted_reason(sc) := "Ceph RBD images are written in clear to the Ceph cluster" if {
+} else := "Ceph RBD images are written in clear to the Ceph cluster" if {
 	sc.provisioner in data.crmrisk.lib.ceph_rbd_provisioners
 	lib.sc_param(sc, "encrypted") != "true"
 }
@@ -67,17 +65,13 @@ storage_findings contains f if {
 provider_key_reason(sc) := "encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set" if {
 	sc.provisioner in data.crmrisk.lib.aws_ebs_provisioners
 	lib.sc_param(sc, "encrypted") == "true"
-	not lib.sc_param_set(sc, "kmsKeyId")
-}
-
-provider_key_reason(sc) := "encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set" if {
+	lib.sc_param(sc, "kmsKeyId") == ""
+} else := "encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set" if {
 	sc.provisioner in data.crmrisk.lib.gce_pd_provisioners
-	not lib.sc_param_set(sc, "disk-encryption-kms-key")
-}
-
-provider_key_reason(sc) := "encrypted with a platform-managed key because no diskEncryptionSetID is set" if {
+	lib.sc_param(sc, "disk-encryption-kms-key") == ""
+} else := "encrypted with a platform-managed key because no diskEncryptionSetID is set" if {
 	sc.provisioner in data.crmrisk.lib.azure_disk_provisioners
-	not lib.sc_param_set(sc, "diskEncryptionSetID")
+	lib.sc_param(sc, "diskEncryptionSetID") == ""
 }
 
 storage_findings contains f if {

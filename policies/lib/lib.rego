@@ -231,17 +231,11 @@ database_image_containers := [c |
 
 # The containers of a database workload that run the database: those whose image looks like one,
 # or every main container when none does; none for other workloads.
-default database_containers := []
-
 database_containers := database_image_containers if {
 	is_database
 	count(database_image_containers) > 0
-}
-
-database_containers := main_containers if {
-	is_database
-	count(database_image_containers) == 0
-}
+} else := main_containers if is_database
+else := []
 
 # In-memory stores, usually run as caches whose content can be rebuilt.
 cache_image_words := {"memcached", "redis", "valkey", "keydb", "dragonfly"}
