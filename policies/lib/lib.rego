@@ -10,7 +10,7 @@ import rego.v1
 # ---------------------------------------------------------------------------------------------
 
 # Helpers that build evidence and message parts write their objects and strings out rather
-# than calling ref/ns_ref/cluster_ref/qualified, and a helper that picks one of two forms is one
+# than calling ref or qualified, and a helper that picks one of two forms is one
 # definition with `else`, not two definitions with opposite conditions: on regorus' VM every
 # function call, and every definition tried, costs thousands of machine instructions, and these
 # helpers run for every finding (BENCHMARKS.md, "Instructions"). Findings are the same either way.
@@ -27,12 +27,6 @@ workload_desc := sprintf("%s %s/%s", [input.workload.kind, input.workload.namesp
 
 # Evidence for a namespaced object in the workload's namespace.
 ref(kind, name) := {"kind": kind, "namespace": input.workload.namespace, "name": name}
-
-# Evidence for a namespaced object in another namespace (Velero Schedules live in `velero`).
-ns_ref(kind, namespace, name) := {"kind": kind, "namespace": namespace, "name": name}
-
-# Evidence for a cluster-scoped object (StorageClass, ClusterRole, ClusterRoleBinding).
-cluster_ref(kind, name) := {"kind": kind, "name": name}
 
 # "crm/data", for messages about objects in the workload's namespace.
 qualified(name) := sprintf("%s/%s", [input.workload.namespace, name])
@@ -106,8 +100,6 @@ sc_param(sc, key) := value if {
 	value := trim_space(lower(values[0]))
 } else := ""
 
-# A parameter that is set to something non-empty.
-sc_param_set(sc, key) if sc_param(sc, key) != ""
 
 aws_ebs_provisioners := {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
 
@@ -170,8 +162,6 @@ grants(r, group, resource, verb) if {
 	v in {verb, "*"}
 }
 
-# Rule applies to every object of the resource (no resourceNames restriction).
-unrestricted(r) if count(object.get(r, "resourceNames", [])) == 0
 
 # A rule in the form "verbs on resources", for messages: "get,list on secrets".
 rule_desc(r) := sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)])

@@ -121,9 +121,9 @@ binding_findings contains f if {
 # RBAC-003: can read every Secret
 # ---------------------------------------------------------------------------------------------
 
-# get, list or watch (or *) on secrets (or *) in the core API group (or *), for every name. The
-# same test as lib.grants(r, "", "secrets", verb) for the three verbs and lib.unrestricted(r),
-# written out: this runs for every rule of the reviewed bindings, and on regorus' VM four
+# get, list or watch (or *) on secrets (or *) in the core API group (or *), for every name (no
+# resourceNames). Written out rather than as lib.grants(r, "", "secrets", verb) for each of the
+# three verbs: this runs for every rule of the reviewed bindings, and on regorus' VM those
 # function calls cost more than the whole test.
 secret_read_rule(r) if {
 	some res in r.resources
