@@ -14,8 +14,7 @@ min_retention_days := lib.params("backups").minRetentionDays
 max_interval_hours := lib.params("backups").maxIntervalHours
 
 any_backup_tool if input.backup.tools.velero
-
-any_backup_tool if input.backup.tools.cnpg
+else := true if input.backup.tools.cnpg
 
 schedule_desc(s) := sprintf("%s/%s", [s.namespace, s.name])
 
@@ -31,11 +30,7 @@ claim_names := concat(", ", sort([c.name | some c in input.storage.claims]))
 
 # What would be lost: "volumes data, logs" or "its database files".
 state_desc := sprintf("volumes %s", [claim_names]) if data.crmrisk.lib.has_claims
-
-state_desc := "a database" if {
-	not data.crmrisk.lib.has_claims
-	data.crmrisk.lib.is_database
-}
+else := "a database" if data.crmrisk.lib.is_database
 
 claim_refs := [lib.claim_ref(c) | some c in input.storage.claims]
 
@@ -60,8 +55,7 @@ effective_schedules := [s |
 
 # Raised likelihood for a finding whose schedule was the only thing producing backups.
 sole_coverage_extra := {"likelihood": 5} if count(effective_schedules) == 0
-
-sole_coverage_extra := {} if count(effective_schedules) > 0
+else := {}
 
 # The rules come in two groups, each behind one test: `stateful_findings` (Velero coverage, for
 # workloads with state worth backing up) and `cnpg_findings` (for workloads that use a
@@ -100,8 +94,7 @@ stateful_findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 velero_note := "no Velero Schedule selects its namespace or labels" if input.backup.tools.velero
-
-velero_note := "Velero is not installed (CloudNativePG only backs up its own PostgreSQL clusters)" if not input.backup.tools.velero
+else := "Velero is not installed (CloudNativePG only backs up its own PostgreSQL clusters)"
 
 stateful_findings contains f if {
 	any_backup_tool
@@ -336,8 +329,7 @@ cnpg_findings contains f if {
 # The schedule captures volume data: snapshots (snapshotVolumes unset means yes) or file-system
 # backup of every volume.
 captures_volumes(s) if s.snapshotVolumes != false
-
-captures_volumes(s) if object.get(s, "defaultVolumesToFsBackup", false) == true
+else := true if object.get(s, "defaultVolumesToFsBackup", false) == true
 
 # Opt-in file-system backup of named volumes, by pod annotation.
 fs_backup_annotated if object.get(input.workload.podAnnotations, "backup.velero.io/backup-volumes", "") != ""

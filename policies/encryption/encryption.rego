@@ -209,8 +209,7 @@ db_tls_checked if object.get(input, ["params", "encryption", "requireDatabaseTLS
 
 # Pods in a mesh may get the connection encrypted by the sidecars if the database is meshed too.
 db_tls_likelihood := 2 if mtls
-
-db_tls_likelihood := 3 if not mtls
+else := 3
 
 # The context builder reads the containers' literal strings (policies/README.md, `containers`):
 # `pgsslmode` is PGSSLMODE as libpq reads it, `connections` the strings that hold a connection
@@ -219,8 +218,7 @@ db_tls_likelihood := 3 if not mtls
 
 # Where a connection string is, for messages.
 where(conn) := sprintf("env %s", [conn.env]) if is_string(conn.env)
-
-where(conn) := "args" if not is_string(conn.env)
+else := "args"
 
 findings contains f if {
 	db_tls_checked
@@ -325,14 +323,10 @@ mesh_state := sprintf("its Istio sidecar accepts plaintext (PeerAuthentication m
 	mode := object.get(input.mesh.istio, "peerAuthenticationMode", null)
 	mode != "STRICT"
 	mode != null
-}
-
-mesh_state := "its Istio sidecar accepts plaintext (no PeerAuthentication, so PERMISSIVE)" if {
+} else := "its Istio sidecar accepts plaintext (no PeerAuthentication, so PERMISSIVE)" if {
 	input.mesh.istio.injected
 	object.get(input.mesh.istio, "peerAuthenticationMode", null) == null
-}
-
-mesh_state := "its pods are in neither an Istio nor a Linkerd mesh" if {
+} else := "its pods are in neither an Istio nor a Linkerd mesh" if {
 	not input.mesh.istio.injected
 	not input.mesh.linkerd.injected
 }

@@ -37,8 +37,7 @@ has_claims if count(input.storage.claims) > 0
 
 # Keeps state worth backing up: persistent volumes, or a database that is not a mere cache.
 is_stateful if has_claims
-
-is_stateful if {
+else := true if {
 	is_database
 	not in_memory_cache
 }
