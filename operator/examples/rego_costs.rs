@@ -10,8 +10,8 @@
 //!
 //! `library` is for counting instructions, which unlike time does not depend on the machine's
 //! load: run it under `valgrind --tool=cachegrind --cache-sim=no` with PASSES 1 and 2, and the
-//! difference of the two counts is one evaluation of every input (`bench/rego-instructions.sh`
-//! does this for a library directory, and for OPA on the same inputs). It prints the number of
+//! difference of the two counts is one evaluation of every input (step 6 of
+//! `bench/engine-vs-opa.sh` does the same for the built-in library and for OPA). It prints the number of
 //! findings and a digest of them, so two versions of the library can be checked to agree. With
 //! `REGO_COSTS_LISTING=FILE` it also writes the VM program: each rule's register count and
 //! bodies, then regorus' assembly listing.
@@ -27,35 +27,53 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::Instant;
 
 use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::program::Program;
 use regorus::rvm::vm::RegoVM;
 
 type Result<T> = std::result::Result<T, String>;
 
-/// The library, with the module at `replace.0` swapped for `replace.1`.
-fn probe(label: &str, rule: &str, inputs: &[regorus::Value], replace: Option<(&str, &str)>) -> Result<()> {
+/// `modules` and `data` plus a module `m` holding `rule`, lowered to the VM with `data.m.r` as the
+/// entry point.
+fn compile(modules: Vec<(String, String)>, data: &regorus::Value, rule: &str) -> Result<Arc<Program>> {
     let mut engine = regorus::Engine::new();
-    for (path, src) in crmrisk::engine::library::modules() {
-        let src = match replace {
-            Some((p, s)) if p == path => s,
-            _ => src,
-        };
-        engine.add_policy(path.to_owned(), src.to_owned()).map_err(|e| e.to_string())?;
+    for (path, src) in modules {
+        engine.add_policy(path, src).map_err(|e| e.to_string())?;
     }
-    let data = regorus::Value::from_json_str(crmrisk::engine::library::metadata_json().unwrap_or("{}"))
-        .map_err(|e| e.to_string())?;
     engine.add_data(data.clone()).map_err(|e| e.to_string())?;
     let module = format!("package m\nimport rego.v1\nimport data.crmrisk.lib\n{rule}\n");
     engine.add_policy("m.rego".into(), module).map_err(|e| e.to_string())?;
     let entry: regorus::Rc<str> = "data.m.r".into();
     let compiled = engine.compile_with_entrypoint(&entry).map_err(|e| e.to_string())?;
-    let program = Compiler::compile_from_policy(&compiled, &["data.m.r"]).map_err(|e| e.to_string())?;
+    Compiler::compile_from_policy(&compiled, &["data.m.r"]).map_err(|e| e.to_string())
+}
+
+/// A VM running `program` over `data`, without an instruction limit.
+fn vm_for(program: Arc<Program>, data: regorus::Value) -> Result<RegoVM> {
     let mut vm = RegoVM::new();
     vm.load_program(program);
     vm.set_max_instructions(usize::MAX);
     vm.set_data(data).map_err(|e| e.to_string())?;
+    Ok(vm)
+}
+
+/// The library, with the module at `replace.0` swapped for `replace.1`.
+fn probe(label: &str, rule: &str, inputs: &[regorus::Value], replace: Option<(&str, &str)>) -> Result<()> {
+    let modules = crmrisk::engine::library::modules()
+        .map(|(path, src)| {
+            let src = match replace {
+                Some((p, s)) if p == path => s,
+                _ => src,
+            };
+            (path.to_owned(), src.to_owned())
+        })
+        .collect();
+    let data = regorus::Value::from_json_str(crmrisk::engine::library::metadata_json().unwrap_or("{}"))
+        .map_err(|e| e.to_string())?;
+    let mut vm = vm_for(compile(modules, &data, rule)?, data)?;
     let mut last = regorus::Value::Undefined;
     let mut fastest = std::time::Duration::MAX;
     for _ in 0..5 {
@@ -204,7 +222,6 @@ fn variant(area: &str, file: &str, inputs: &[regorus::Value]) -> Result<()> {
 /// `*_test.rego` ones, and `metadata.json`), with one entry rule over the four areas as the engine
 /// builds it. Nothing is timed.
 fn library(dir: &str, inputs: &[regorus::Value], passes: usize) -> Result<()> {
-    let mut engine = regorus::Engine::new();
     let mut files = Vec::new();
     let mut stack = vec![std::path::PathBuf::from(dir)];
     while let Some(d) = stack.pop() {
@@ -219,20 +236,17 @@ fn library(dir: &str, inputs: &[regorus::Value], passes: usize) -> Result<()> {
         }
     }
     files.sort();
+    let mut modules = Vec::with_capacity(files.len());
     for path in &files {
         let src = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        engine.add_policy(path.to_string_lossy().into_owned(), src).map_err(|e| e.to_string())?;
+        modules.push((path.to_string_lossy().into_owned(), src));
     }
     let metadata = format!("{dir}/metadata.json");
     let data =
         regorus::Value::from_json_str(&std::fs::read_to_string(&metadata).map_err(|e| format!("{metadata}: {e}"))?)
             .map_err(|e| e.to_string())?;
-    engine.add_data(data.clone()).map_err(|e| e.to_string())?;
-    let entry = "package m\nr := {\"encryption\": data.crmrisk.encryption.findings, \"backups\": data.crmrisk.backups.findings, \"rbac\": data.crmrisk.rbac.findings, \"disasterRecovery\": data.crmrisk.disaster_recovery.findings}\n";
-    engine.add_policy("m.rego".into(), entry.to_owned()).map_err(|e| e.to_string())?;
-    let entry_path: regorus::Rc<str> = "data.m.r".into();
-    let compiled = engine.compile_with_entrypoint(&entry_path).map_err(|e| e.to_string())?;
-    let program = Compiler::compile_from_policy(&compiled, &["data.m.r"]).map_err(|e| e.to_string())?;
+    let rule = "r := {\"encryption\": data.crmrisk.encryption.findings, \"backups\": data.crmrisk.backups.findings, \"rbac\": data.crmrisk.rbac.findings, \"disasterRecovery\": data.crmrisk.disaster_recovery.findings}";
+    let program = compile(modules, &data, rule)?;
     if let Some(path) = std::env::var_os("REGO_COSTS_LISTING") {
         let mut text = String::from("; rules: registers, bodies per definition, name\n");
         for r in &program.rule_infos {
@@ -243,10 +257,7 @@ fn library(dir: &str, inputs: &[regorus::Value], passes: usize) -> Result<()> {
         text.push_str(&regorus::rvm::program::generate_assembly_listing(&program, &config));
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.to_string_lossy()))?;
     }
-    let mut vm = RegoVM::new();
-    vm.load_program(program);
-    vm.set_max_instructions(usize::MAX);
-    vm.set_data(data).map_err(|e| e.to_string())?;
+    let mut vm = vm_for(program, data)?;
     let mut results = Vec::with_capacity(inputs.len());
     for pass in 0..passes {
         for input in inputs {
