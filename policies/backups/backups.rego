@@ -189,8 +189,6 @@ cnpg_findings contains f if {
 
 offsite_checked if object.get(input, ["params", "backups", "requireOffsite"], true) != false
 
-blank(v) if v in {null, ""}
-
 # An object store URL that resolves inside the cluster (MinIO next to the workload).
 in_cluster_url(u) if regex.match(`(\.svc(\.|:|/|$)|\.cluster\.local|//localhost|//127\.|//\[?::1)`, lower(u))
 
@@ -222,7 +220,7 @@ cnpg_findings contains f if {
 	some cl in input.backup.cnpg.clusters
 	cl.backupConfigured
 	cl.method == "barmanObjectStore"
-	blank(object.get(cl, "destinationPath", null))
+	object.get(cl, "destinationPath", null) in {null, ""}
 	f := {
 		"id": "BKP-005",
 		"message": sprintf(
