@@ -137,11 +137,6 @@ else := sprintf("ClusterRoleBinding %s", [b.name])
 
 role_desc(b) := sprintf("%s %s", [b.roleRef.kind, b.roleRef.name])
 
-binds_cluster_admin(b) if {
-	b.roleRef.kind == "ClusterRole"
-	b.roleRef.name == "cluster-admin"
-}
-
 # Where a binding's rules apply: "cluster-wide" or "in namespace crm".
 binding_scope(b) := "cluster-wide" if b.clusterWide
 else := sprintf("in namespace %s", [b.namespace])
