@@ -256,6 +256,14 @@ test_rbac006_read_only_pods if {
 	silent("RBAC-006", bindings([role_binding("r", "r", [rule([""], ["pods", "pods/log", "pods/exec"], ["get", "list"])])]))
 }
 
+# The guards' sets are written out in rbac.rego; they must name exactly what escalation_grants
+# names (plus `*`, and Secrets for the bindings the three rules review).
+test_rbac006_guard_sets_match_escalation_grants if {
+	rbac.escalation_resources == {g.resource | some g in rbac.escalation_grants} | {"*"}
+	rbac.escalation_verbs == {g.verb | some g in rbac.escalation_grants} | {"*"}
+	rbac.reviewed_resources == rbac.escalation_resources | {"secrets"}
+}
+
 # ---------------------------------------------------------------------------------------------
 # RBAC-007 missing role
 # ---------------------------------------------------------------------------------------------
