@@ -166,6 +166,12 @@ test_enc003_off_when_storage_not_required if {
 	silent("ENC-003", inp)
 }
 
+# lib.known_provisioners is written out; it must be exactly the provisioners ENC-001 and ENC-002
+# read the parameters of.
+test_enc003_known_provisioners_are_the_ones_read if {
+	data.crmrisk.lib.known_provisioners == ((data.crmrisk.lib.aws_ebs_provisioners | data.crmrisk.lib.gce_pd_provisioners) | data.crmrisk.lib.azure_disk_provisioners) | data.crmrisk.lib.ceph_rbd_provisioners
+}
+
 # ---------------------------------------------------------------------------------------------
 # ENC-004 Ingress without TLS
 # ---------------------------------------------------------------------------------------------
