@@ -9,9 +9,9 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-min_retention_days := lib.params("backups").minRetentionDays
+min_retention_days := input.params.backups.minRetentionDays
 
-max_interval_hours := lib.params("backups").maxIntervalHours
+max_interval_hours := input.params.backups.maxIntervalHours
 
 any_backup_tool if input.backup.tools.velero
 else := true if input.backup.tools.cnpg

@@ -11,7 +11,7 @@ import data.crmrisk.lib
 
 replicas := input.workload.replicas
 
-min_replicas := lib.params("disasterRecovery").minReplicas
+min_replicas := input.params.disasterRecovery.minReplicas
 
 pdb_checked if object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
 

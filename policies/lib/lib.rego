@@ -67,7 +67,11 @@ main_containers := [c |
 # All parameters, read once per evaluation (a rule's value is cached; a function's is not).
 all_params := object.get(input, "params", {})
 
-# The parameters of one area (`encryption`, `backups`, `rbac`, `disasterRecovery`).
+# The parameters of one area (`encryption`, `backups`, `rbac`, `disasterRecovery`). The area
+# packages read a numeric parameter as an input path (`input.params.backups.minRetentionDays`,
+# undefined when missing, like `params(area).name`): a function call costs thousands of
+# instructions on regorus' VM, and these are read in every evaluation (BENCHMARKS.md). Custom
+# policies can use either.
 params(area) := object.get(data.crmrisk.lib.all_params, area, {})
 
 # A boolean check is on unless its parameter is explicitly false. The area packages spell this
