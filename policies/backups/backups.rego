@@ -16,11 +16,10 @@ max_interval_hours := input.params.backups.maxIntervalHours
 any_backup_tool if input.backup.tools.velero
 else := true if input.backup.tools.cnpg
 
-schedule_desc(s) := sprintf("%s/%s", [s.namespace, s.name])
-
-schedule_ref(s) := {"kind": "Schedule", "namespace": s.namespace, "name": s.name}
-
-location_ref(s) := {"kind": "BackupStorageLocation", "namespace": s.namespace, "name": s.storageLocation.name}
+# The Velero rules write a Schedule's name ("velero/daily") and evidence (the Schedule, its
+# BackupStorageLocation) out in each finding rather than through helper functions: they fire for
+# a good share of the workloads, often once per schedule, and a function call costs thousands of
+# machine instructions on regorus' VM (BENCHMARKS.md, "Instructions").
 
 cluster_ref(cl) := {"kind": "Cluster", "namespace": input.workload.namespace, "name": cl.name}
 
@@ -126,11 +125,11 @@ stateful_findings contains f if {
 			"the most frequent Velero Schedule covering %s runs every %v hours (%s), more than the %v hours allowed: up to %v hours of data can be lost",
 			[
 				data.crmrisk.lib.workload_desc, shortest,
-				concat(", ", sort([sprintf("%s every %vh", [schedule_desc(s), s.intervalHours]) | some s in timed_schedules])),
+				concat(", ", sort([sprintf("%s/%s every %vh", [s.namespace, s.name, s.intervalHours]) | some s in timed_schedules])),
 				max_interval_hours, shortest,
 			],
 		),
-		"evidence": array.concat([data.crmrisk.lib.workload_ref], [schedule_ref(s) | some s in timed_schedules]),
+		"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in timed_schedules]),
 	}
 }
 
@@ -159,11 +158,11 @@ stateful_findings contains f if {
 			"Velero keeps the backups of %s for at most %v days (%s), fewer than the %v days required: corruption noticed later cannot be rolled back",
 			[
 				data.crmrisk.lib.workload_desc, longest,
-				concat(", ", sort([sprintf("%s ttl %s", [schedule_desc(s), ttl_desc(s)]) | some s in kept_schedules])),
+				concat(", ", sort([sprintf("%s/%s ttl %s", [s.namespace, s.name, ttl_desc(s)]) | some s in kept_schedules])),
 				min_retention_days,
 			],
 		),
-		"evidence": array.concat([data.crmrisk.lib.workload_ref], [schedule_ref(s) | some s in kept_schedules]),
+		"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in kept_schedules]),
 	}
 }
 
@@ -208,10 +207,10 @@ stateful_findings contains f if {
 	f := {
 		"id": "BKP-005",
 		"message": sprintf(
-			"Velero Schedule %s backs up %s to BackupStorageLocation %s, which %s: the backups may not survive the loss of the cluster",
-			[schedule_desc(s), data.crmrisk.lib.workload_desc, s.storageLocation.name, problem],
+			"Velero Schedule %s/%s backs up %s to BackupStorageLocation %s, which %s: the backups may not survive the loss of the cluster",
+			[s.namespace, s.name, data.crmrisk.lib.workload_desc, s.storageLocation.name, problem],
 		),
-		"evidence": [schedule_ref(s), location_ref(s), data.crmrisk.lib.workload_ref],
+		"evidence": [{"kind": "Schedule", "namespace": s.namespace, "name": s.name}, {"kind": "BackupStorageLocation", "namespace": s.namespace, "name": s.storageLocation.name}, data.crmrisk.lib.workload_ref],
 	}
 }
 
@@ -256,8 +255,8 @@ stateful_findings contains f if {
 	f := object.union(
 		{
 			"id": "BKP-006",
-			"message": sprintf("Velero Schedule %s covering %s is paused: it takes no backups", [schedule_desc(s), data.crmrisk.lib.workload_desc]),
-			"evidence": [schedule_ref(s), data.crmrisk.lib.workload_ref],
+			"message": sprintf("Velero Schedule %s/%s covering %s is paused: it takes no backups", [s.namespace, s.name, data.crmrisk.lib.workload_desc]),
+			"evidence": [{"kind": "Schedule", "namespace": s.namespace, "name": s.name}, data.crmrisk.lib.workload_ref],
 		},
 		sole_coverage_extra,
 	)
@@ -270,10 +269,10 @@ stateful_findings contains f if {
 		{
 			"id": "BKP-006",
 			"message": sprintf(
-				"Velero Schedule %s covering %s writes to BackupStorageLocation %s, which does not exist: its backups fail",
-				[schedule_desc(s), data.crmrisk.lib.workload_desc, s.storageLocation.name],
+				"Velero Schedule %s/%s covering %s writes to BackupStorageLocation %s, which does not exist: its backups fail",
+				[s.namespace, s.name, data.crmrisk.lib.workload_desc, s.storageLocation.name],
 			),
-			"evidence": [schedule_ref(s), location_ref(s), data.crmrisk.lib.workload_ref],
+			"evidence": [{"kind": "Schedule", "namespace": s.namespace, "name": s.name}, {"kind": "BackupStorageLocation", "namespace": s.namespace, "name": s.storageLocation.name}, data.crmrisk.lib.workload_ref],
 		},
 		sole_coverage_extra,
 	)
@@ -287,10 +286,10 @@ stateful_findings contains f if {
 		{
 			"id": "BKP-006",
 			"message": sprintf(
-				"Velero Schedule %s covering %s writes to BackupStorageLocation %s, which is ReadOnly: no new backups can be stored",
-				[schedule_desc(s), data.crmrisk.lib.workload_desc, s.storageLocation.name],
+				"Velero Schedule %s/%s covering %s writes to BackupStorageLocation %s, which is ReadOnly: no new backups can be stored",
+				[s.namespace, s.name, data.crmrisk.lib.workload_desc, s.storageLocation.name],
 			),
-			"evidence": [schedule_ref(s), location_ref(s), data.crmrisk.lib.workload_ref],
+			"evidence": [{"kind": "Schedule", "namespace": s.namespace, "name": s.name}, {"kind": "BackupStorageLocation", "namespace": s.namespace, "name": s.storageLocation.name}, data.crmrisk.lib.workload_ref],
 		},
 		sole_coverage_extra,
 	)
@@ -343,9 +342,9 @@ findings contains f if {
 		"id": "BKP-007",
 		"message": sprintf(
 			"Velero Schedules %s cover %s with snapshotVolumes: false and no file-system backup: the data in volumes %s is not backed up, only the objects",
-			[concat(", ", sort([schedule_desc(s) | some s in active_schedules])), data.crmrisk.lib.workload_desc, claim_names],
+			[concat(", ", sort([sprintf("%s/%s", [s.namespace, s.name]) | some s in active_schedules])), data.crmrisk.lib.workload_desc, claim_names],
 		),
-		"evidence": array.concat(array.concat([data.crmrisk.lib.workload_ref], [schedule_ref(s) | some s in active_schedules]), claim_refs),
+		"evidence": array.concat(array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in active_schedules]), claim_refs),
 	}
 }
 
