@@ -144,8 +144,6 @@ else := {"kind": "ClusterRole", "name": b.roleRef.name}
 binding_desc(b) := sprintf("RoleBinding %s/%s", [b.namespace, b.name]) if b.kind != "ClusterRoleBinding"
 else := sprintf("ClusterRoleBinding %s", [b.name])
 
-role_desc(b) := sprintf("%s %s", [b.roleRef.kind, b.roleRef.name])
-
 # Where a binding's rules apply: "cluster-wide" or "in namespace crm".
 binding_scope(b) := "cluster-wide" if b.clusterWide
 else := sprintf("in namespace %s", [b.namespace])
@@ -164,10 +162,6 @@ grants(r, group, resource, verb) if {
 	some v in r.verbs
 	v in {verb, "*"}
 }
-
-
-# A rule in the form "verbs on resources", for messages: "get,list on secrets".
-rule_desc(r) := sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)])
 
 # ---------------------------------------------------------------------------------------------
 # Scheduling

@@ -15,7 +15,10 @@ sa_desc := sprintf("ServiceAccount %s", [lib.qualified(sa.name)])
 
 sa_ref := lib.ref("ServiceAccount", sa.name)
 
-binding_evidence(b) := [sa_ref, lib.binding_ref(b), lib.role_ref(b)]
+# The binding rules write a finding's evidence ([sa_ref, lib.binding_ref(b), lib.role_ref(b)]),
+# the role ("ClusterRole view") and a policy rule ("get,list on secrets") out in place rather
+# than through helper functions: a function call costs thousands of machine instructions on
+# regorus' VM, and RBAC-002 fires for many workloads (BENCHMARKS.md, "Instructions").
 
 # Bindings RBAC-001 reports (by index); the narrower RBAC rules skip them. The roleRef test is
 # written out, not a function call: it runs for every binding, and on regorus' VM a call costs
@@ -95,7 +98,7 @@ findings contains f if {
 				"%s used by %s is bound to ClusterRole cluster-admin by %s: it can do anything %s",
 				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_desc(b), lib.binding_scope(b)],
 			),
-			"evidence": binding_evidence(b),
+			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
 		},
 		admin_extra(b),
 	)
@@ -109,7 +112,7 @@ binding_findings contains f if {
 	wildcards_checked
 	some i in reviewed_bindings
 	b := input.rbac.bindings[i]
-	rules := sort([lib.rule_desc(r) |
+	rules := sort([sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)]) |
 		some r in b.rules
 		lib.wildcard_rule(r)
 	])
@@ -118,10 +121,10 @@ binding_findings contains f if {
 		{
 			"id": "RBAC-002",
 			"message": sprintf(
-				"%s used by %s gets wildcard permissions %s through %s (%s): %s",
-				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+				"%s used by %s gets wildcard permissions %s through %s (%s %s): %s",
+				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), b.roleRef.kind, b.roleRef.name, concat("; ", rules)],
 			),
-			"evidence": binding_evidence(b),
+			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
 		},
 		cluster_wide_extra(b),
 	)
@@ -149,7 +152,7 @@ binding_findings contains f if {
 	object.get(input, ["params", "rbac", "forbidSecretReadAll"], true) != false
 	some i in reviewed_bindings
 	b := input.rbac.bindings[i]
-	rules := sort([lib.rule_desc(r) |
+	rules := sort([sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)]) |
 		some r in b.rules
 		secret_read_rule(r)
 		not wildcard_reported(r)
@@ -159,10 +162,10 @@ binding_findings contains f if {
 		{
 			"id": "RBAC-003",
 			"message": sprintf(
-				"%s used by %s can read every Secret %s through %s (%s: %s)",
-				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b), concat("; ", rules)],
+				"%s used by %s can read every Secret %s through %s (%s %s: %s)",
+				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), b.roleRef.kind, b.roleRef.name, concat("; ", rules)],
 			),
-			"evidence": binding_evidence(b),
+			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
 		},
 		cluster_wide_extra(b),
 	)
@@ -257,10 +260,10 @@ binding_findings contains f if {
 		{
 			"id": "RBAC-006",
 			"message": sprintf(
-				"%s used by %s can %s %s through %s (%s): each is a path to more privileges than the role grants",
-				[sa_desc, data.crmrisk.lib.workload_desc, concat(", ", whats), lib.binding_scope(b), lib.binding_desc(b), lib.role_desc(b)],
+				"%s used by %s can %s %s through %s (%s %s): each is a path to more privileges than the role grants",
+				[sa_desc, data.crmrisk.lib.workload_desc, concat(", ", whats), lib.binding_scope(b), lib.binding_desc(b), b.roleRef.kind, b.roleRef.name],
 			),
-			"evidence": binding_evidence(b),
+			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
 		},
 		cluster_wide_extra(b),
 	)
@@ -276,10 +279,10 @@ findings contains f if {
 	f := {
 		"id": "RBAC-007",
 		"message": sprintf(
-			"%s binds %s to %s, which does not exist: whoever creates a role of that name later grants it to %s",
-			[lib.binding_desc(b), sa_desc, lib.role_desc(b), data.crmrisk.lib.workload_desc],
+			"%s binds %s to %s %s, which does not exist: whoever creates a role of that name later grants it to %s",
+			[lib.binding_desc(b), sa_desc, b.roleRef.kind, b.roleRef.name, data.crmrisk.lib.workload_desc],
 		),
-		"evidence": binding_evidence(b),
+		"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
 	}
 }
 
