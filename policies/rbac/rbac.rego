@@ -11,9 +11,9 @@ import data.crmrisk.lib
 
 sa := input.serviceAccount
 
-sa_desc := sprintf("ServiceAccount %s", [lib.qualified(sa.name)])
+sa_desc := sprintf("ServiceAccount %s/%s", [input.workload.namespace, sa.name])
 
-sa_ref := lib.ref("ServiceAccount", sa.name)
+sa_ref := {"kind": "ServiceAccount", "namespace": input.workload.namespace, "name": sa.name}
 
 # The binding rules write a finding's evidence ([sa_ref, lib.binding_ref(b), lib.role_ref(b)]),
 # the role ("ClusterRole view") and a policy rule ("get,list on secrets") out in place rather
