@@ -40,16 +40,12 @@ active_schedules := [s |
 	not s.paused
 ]
 
-# Storage location the schedule can write to.
-writable_location(s) if {
-	s.storageLocation.found
-	s.storageLocation.accessMode != "ReadOnly"
-}
-
-# Schedules actually producing backups: running, with a location they can write to.
+# Schedules actually producing backups: running, with a location they can write to (found and
+# not ReadOnly; tested in place rather than by a function call per schedule).
 effective_schedules := [s |
 	some s in active_schedules
-	writable_location(s)
+	s.storageLocation.found
+	s.storageLocation.accessMode != "ReadOnly"
 ]
 
 # Raised likelihood for a finding whose schedule was the only thing producing backups.
