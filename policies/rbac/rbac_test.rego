@@ -177,6 +177,18 @@ test_rbac003_wildcard_reported_once if {
 	ids(params(inp, {"forbidWildcards": false})) == {"RBAC-003", "RBAC-006"}
 }
 
+# A binding with a wildcard rule is still read by RBAC-003 and RBAC-006 for its other rules.
+test_rbac003_and_006_read_the_other_rules_of_a_wildcard_binding if {
+	inp := bindings([role_binding("b", "r", [
+		rule([""], ["configmaps"], ["*"]),
+		rule([""], ["secrets"], ["list"]),
+		rule([""], ["pods/exec"], ["create"]),
+	])])
+	ids(inp) == {"RBAC-002", "RBAC-003", "RBAC-006"}
+	one("RBAC-003", inp, ["(Role r: list on secrets)"])
+	one("RBAC-006", inp, ["can exec into pods"])
+}
+
 test_rbac003_off if {
 	silent("RBAC-003", params(bindings([role_binding("b", "r", secret_rules)]), {"forbidSecretReadAll": false}))
 }
