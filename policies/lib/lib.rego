@@ -173,16 +173,17 @@ zone_keys := {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/
 # (required or preferred) on the zone key.
 pod_spec := object.get(input, ["workload", "podSpec"], {})
 
-# One definition with `else` rather than three definitions: most replicated workloads have no
-# spread, so every form is tried, and on regorus' VM a further definition costs more than an
-# `else` body (BENCHMARKS.md, "Instructions").
 zone_spread if {
 	some tsc in object.get(pod_spec, "topologySpreadConstraints", [])
 	tsc.topologyKey in zone_keys
-} else := true if {
+}
+
+zone_spread if {
 	some term in object.get(pod_spec, ["affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"], [])
 	term.topologyKey in zone_keys
-} else := true if {
+}
+
+zone_spread if {
 	some w in object.get(pod_spec, ["affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution"], [])
 	w.podAffinityTerm.topologyKey in zone_keys
 }
