@@ -208,3 +208,45 @@ fn findings_are_read_with_their_evidence_and_bad_ones_are_refused() {
         }
     }
 }
+
+/// regorus 0.14.1's VM never takes an `else` that follows a body iterating with `some x in`:
+/// the rule is undefined where the interpreter (and OPA) take the `else`. The built-in library
+/// therefore writes such alternatives as separate definitions (`lib.zone_spread`), and
+/// docs/writing-policies.md warns custom-module authors. When this test fails, regorus has fixed
+/// the bug: drop the caveat from both.
+#[test]
+fn the_vm_skips_an_else_after_an_iterating_body() {
+    let rego = format!(
+        r#"package crmrisk.custom.elsechain
+import rego.v1
+{METADATA}
+iterated if {{
+  some t in object.get(input, "a", [])
+  t == 1
+}} else := true if {{
+  input.b == 1
+}}
+compared if {{
+  input.a == [1]
+}} else := true if {{
+  input.b == 1
+}}
+findings contains {{"id": "T-001", "message": "iterated"}} if iterated
+findings contains {{"id": "T-001", "message": "compared"}} if compared
+"#
+    );
+    let set = set_with(&rego, Limits::default());
+    let messages = |backend: Backend, input: serde_json::Value| -> Vec<String> {
+        let eval = set.evaluator_on(backend).expect("evaluator").evaluate(&input).expect("evaluates");
+        let mut m: Vec<String> = eval.findings.iter().map(|f| f.message.clone()).collect();
+        m.sort();
+        m
+    };
+    // The first body holds: both backends agree.
+    for backend in [Backend::Vm, Backend::Interpreter] {
+        assert_eq!(messages(backend, serde_json::json!({"a": [1]})), ["compared", "iterated"], "{backend:?}");
+    }
+    // Only the else holds.
+    assert_eq!(messages(Backend::Interpreter, serde_json::json!({"b": 1})), ["compared", "iterated"]);
+    assert_eq!(messages(Backend::Vm, serde_json::json!({"b": 1})), ["compared"], "the VM now takes the else");
+}

@@ -170,7 +170,9 @@ grants(r, group, resource, verb) if {
 zone_keys := {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"}
 
 # Replicas are spread over zones by a topology spread constraint or a pod anti-affinity term
-# (required or preferred) on the zone key.
+# (required or preferred) on the zone key. Three definitions, not an `else` chain: each form
+# iterates, and regorus 0.14.1's VM never takes an `else` after a body that iterates
+# (operator/tests/engine.rs, the_vm_skips_an_else_after_an_iterating_body).
 pod_spec := object.get(input, ["workload", "podSpec"], {})
 
 zone_spread if {
