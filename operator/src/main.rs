@@ -4,7 +4,9 @@
 /// mimalloc instead of glibc's allocator: Rego evaluation and the context builder allocate many
 /// small, short-lived values next to long-lived caches, and glibc spends a third of the CPU time
 /// consolidating free chunks in that heap (the whole per-workload pipeline went from 1.4 ms to
-/// 0.5 ms at 10,000 workloads; see BENCHMARKS.md).
+/// 0.5 ms at 10,000 workloads; see BENCHMARKS.md). `--no-default-features` builds with the system
+/// allocator, for heap profilers such as heaptrack.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
