@@ -596,17 +596,28 @@ impl TopFinding {
 /// score (highest first), then by workload and rule id so the order is stable between audits
 /// (no status churn).
 pub fn select_top_findings(findings: impl IntoIterator<Item = TopFinding>) -> Vec<TopFinding> {
-    let mut all: Vec<TopFinding> = findings.into_iter().collect();
-    all.sort_by(|a, b| {
+    fn order(a: &TopFinding, b: &TopFinding) -> std::cmp::Ordering {
         a.accepted
             .cmp(&b.accepted)
             .then(b.score.cmp(&a.score))
             .then_with(|| a.workload.cmp(&b.workload))
             .then_with(|| a.id.cmp(&b.id))
             .then_with(|| a.message.cmp(&b.message))
-    });
-    all.truncate(TOP_FINDINGS_CAP);
-    all
+    }
+    // A policy over thousands of workloads has tens of thousands of findings: keep at most
+    // twice the cap at any time instead of collecting them all (the order is total, so the
+    // result is the same as sorting everything).
+    let mut kept: Vec<TopFinding> = Vec::with_capacity(2 * TOP_FINDINGS_CAP);
+    for f in findings {
+        kept.push(f);
+        if kept.len() == 2 * TOP_FINDINGS_CAP {
+            kept.sort_by(order);
+            kept.truncate(TOP_FINDINGS_CAP);
+        }
+    }
+    kept.sort_by(order);
+    kept.truncate(TOP_FINDINGS_CAP);
+    kept
 }
 
 #[cfg(test)]
@@ -856,5 +867,39 @@ mod tests {
         assert_eq!(top[1].id, "X-2");
         assert_eq!(top[2].id, "Y-00");
         assert!(top.iter().all(|t| !t.accepted), "the accepted finding sorts after 30 unaccepted ones");
+    }
+
+    #[test]
+    fn top_findings_of_many_equal_a_full_sort() {
+        // More findings than the bounded selection keeps at once, in a scrambled order.
+        let input: Vec<TopFinding> = (0u32..1000)
+            .map(|i| {
+                let k = i.wrapping_mul(7919) % 1000;
+                let score = (k % 25) as u8 + 1;
+                TopFinding {
+                    workload: WorkloadRef {
+                        kind: WorkloadKind::Deployment,
+                        namespace: "crm".into(),
+                        name: format!("w{:03}", k % 97),
+                    },
+                    id: format!("R-{:03}", k),
+                    score,
+                    band: Band::of(score),
+                    accepted: k % 3 == 0,
+                    message: String::new(),
+                }
+            })
+            .collect();
+        let mut expected = input.clone();
+        expected.sort_by(|a, b| {
+            (a.accepted, std::cmp::Reverse(a.score), &a.workload, &a.id).cmp(&(
+                b.accepted,
+                std::cmp::Reverse(b.score),
+                &b.workload,
+                &b.id,
+            ))
+        });
+        expected.truncate(TOP_FINDINGS_CAP);
+        assert_eq!(select_top_findings(input), expected);
     }
 }
