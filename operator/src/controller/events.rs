@@ -1,6 +1,9 @@
 //! Events (events.k8s.io) on transitions only: a workload crossing its policy's tolerance, a
 //! workload coming back, a policy that does not compile, an object the operator cannot read.
-//! One shared `Recorder` de-duplicates repeats into a series.
+//! One shared `Recorder` de-duplicates repeats into a series. Each workload that crosses gets
+//! its own Event; the policy gets at most one per direction and pass, naming the first few, so a
+//! first audit of thousands of workloads does not put thousands of Events on one object (nor
+//! into the `Recorder`'s cache, which keeps every distinct Event for six minutes).
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -35,6 +38,41 @@ pub fn policy_reference(name: &str, uid: Option<&str>) -> ObjectReference {
     }
 }
 
+/// How many workloads a policy's summary Event names before "and N more".
+pub const NAMED_IN_SUMMARY: usize = 5;
+
+/// The policy's Events for one pass: one for the workloads that rose to or above `tolerance`,
+/// one for those that came back within it (either left out when empty).
+pub fn policy_transition_notes(
+    policy: &str,
+    tolerance: u8,
+    transitions: &[(WorkloadRef, bool)],
+) -> Vec<(EventType, &'static str, String)> {
+    let mut out = Vec::new();
+    for within in [false, true] {
+        let crossed: Vec<&WorkloadRef> = transitions.iter().filter(|(_, ok)| *ok == within).map(|(r, _)| r).collect();
+        if crossed.is_empty() {
+            continue;
+        }
+        let mut names: Vec<String> =
+            crossed.iter().take(NAMED_IN_SUMMARY).map(|r| format!("{} {}/{}", r.kind, r.namespace, r.name)).collect();
+        if crossed.len() > NAMED_IN_SUMMARY {
+            names.push(format!("and {} more", crossed.len() - NAMED_IN_SUMMARY));
+        }
+        let (type_, reason, verb) = if within {
+            (EventType::Normal, REASON_WITHIN, "came back within")
+        } else {
+            (EventType::Warning, REASON_ABOVE, "rose to or above")
+        };
+        let count = match crossed.len() {
+            1 => "1 workload".to_owned(),
+            n => format!("{n} workloads"),
+        };
+        out.push((type_, reason, format!("{count} {verb} the tolerance {tolerance} of policy {policy}: {}", names.join(", "))));
+    }
+    out
+}
+
 /// Publish, logging (not failing) when the API refuses: an event is never worth a retry loop.
 pub async fn publish(
     recorder: &Recorder,
@@ -59,5 +97,34 @@ pub async fn publish(
             tracing::warn!(error = %e, reason, "could not publish event");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WorkloadKind;
+
+    fn w(name: &str) -> WorkloadRef {
+        WorkloadRef { kind: WorkloadKind::Deployment, namespace: "crm".into(), name: name.into() }
+    }
+
+    #[test]
+    fn a_pass_gives_the_policy_one_event_per_direction() {
+        let mut t: Vec<(WorkloadRef, bool)> = (0..8).map(|i| (w(&format!("w{i}")), false)).collect();
+        t.push((w("back"), true));
+        let notes = policy_transition_notes("p", 10, &t);
+        assert_eq!(notes.len(), 2);
+        let (type_, reason, note) = &notes[0];
+        assert_eq!((*type_, *reason), (EventType::Warning, REASON_ABOVE));
+        assert_eq!(
+            note,
+            "8 workloads rose to or above the tolerance 10 of policy p: Deployment crm/w0, Deployment crm/w1, \
+             Deployment crm/w2, Deployment crm/w3, Deployment crm/w4, and 3 more"
+        );
+        let (type_, reason, note) = &notes[1];
+        assert_eq!((*type_, *reason), (EventType::Normal, REASON_WITHIN));
+        assert_eq!(note, "1 workload came back within the tolerance 10 of policy p: Deployment crm/back");
+        assert!(policy_transition_notes("p", 10, &[]).is_empty());
     }
 }

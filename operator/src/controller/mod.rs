@@ -398,9 +398,13 @@ async fn evaluate_and_write(
     let name = policy.name_any();
     // 1. Which workloads to look at.
     let candidates: Vec<Arc<Workload>> = if full { ctx.index.all_workloads() } else { ctx.index.workloads_in(dirty) };
-    let previous: BTreeMap<WorkloadRef, PolicyAssessment> = {
+    // Only the previous verdicts are needed (to judge transitions); a copy of the assessments
+    // themselves would double their memory during every full pass.
+    let previous: BTreeMap<WorkloadRef, bool> = {
         let all = ctx.assessments.read().unwrap_or_else(|e| e.into_inner());
-        all.get(&name).cloned().unwrap_or_default()
+        all.get(&name)
+            .map(|m| m.iter().map(|(r, a)| (r.clone(), a.assessment.verdict.acceptable)).collect())
+            .unwrap_or_default()
     };
     // Workloads that had an assessment and are in the dirty scope but no longer exist.
     let mut touched: Vec<WorkloadRef> = Vec::new();
@@ -505,7 +509,7 @@ async fn evaluate_and_write(
             let prev_ok = existing
                 .as_ref()
                 .and_then(|rep| rep.acceptable_by_policy.get(&name).copied())
-                .or_else(|| previous.get(r).map(|p| p.assessment.verdict.acceptable))
+                .or_else(|| previous.get(r).copied())
                 .unwrap_or(true);
             prev_ok != *ok
         })
@@ -562,6 +566,13 @@ async fn evaluate_and_write(
     if full {
         delete_orphan_reports(ctx).await?;
     }
+    let pref = events::policy_reference(&name, policy.uid().as_deref());
+    let crossed: Vec<(WorkloadRef, bool)> = transitions.iter().map(|(r, ok, _)| (r.clone(), *ok)).collect();
+    for (type_, reason, note) in events::policy_transition_notes(&name, tolerance, &crossed) {
+        if events::publish(&ctx.recorder, &pref, type_, reason, "Evaluate", note).await {
+            ctx.metrics.record_api_write(WriteKind::Event);
+        }
+    }
     for (r, ok, top) in transitions {
         let uid = ctx.index.workload(&r).and_then(|w| w.uid().map(str::to_owned));
         let (type_, reason, note) = if ok {
@@ -589,11 +600,7 @@ async fn evaluate_and_write(
             )
         };
         let wref = events::workload_reference(&r, uid.as_deref());
-        if events::publish(&ctx.recorder, &wref, type_, reason, "Evaluate", note.clone()).await {
-            ctx.metrics.record_api_write(WriteKind::Event);
-        }
-        let pref = events::policy_reference(&name, policy.uid().as_deref());
-        if events::publish(&ctx.recorder, &pref, type_, reason, "Evaluate", note).await {
+        if events::publish(&ctx.recorder, &wref, type_, reason, "Evaluate", note).await {
             ctx.metrics.record_api_write(WriteKind::Event);
         }
     }
@@ -602,7 +609,6 @@ async fn evaluate_and_write(
             "{} {}/{} could not be evaluated by policy {name}: {why}; its last report is kept",
             r.kind, r.namespace, r.name
         );
-        let pref = events::policy_reference(&name, policy.uid().as_deref());
         if events::publish(&ctx.recorder, &pref, EventType::Warning, events::REASON_EVALUATION, "Evaluate", note).await
         {
             ctx.metrics.record_api_write(WriteKind::Event);
