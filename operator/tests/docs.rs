@@ -166,7 +166,7 @@ fn rules_md(catalog: &RuleCatalog) -> String {
             }
             let description = if m.description.is_empty() { "(no description)" } else { m.description.as_str() };
             let _ = writeln!(w, "**What it checks, and why.** {description}\n");
-            let remediation = if m.remediation.is_empty() { "(none given)" } else { m.remediation.as_str() };
+            let remediation = if m.remediation.is_empty() { "(none given)" } else { &*m.remediation };
             let _ = writeln!(w, "**Remediation.** {remediation}");
         }
     }

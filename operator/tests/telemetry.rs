@@ -25,7 +25,7 @@ fn finding(category: Category, score: u8, accepted: bool) -> ScoredFinding {
         accepted,
         accepted_by: accepted.then(|| "crm/accept".to_owned()),
         message: "m".into(),
-        remediation: String::new(),
+        remediation: "".into(),
         evidence: vec![],
     }
 }

@@ -237,7 +237,7 @@ mod tests {
             accepted,
             accepted_by: accepted.then(|| "crm/ex".to_string()),
             message: format!("{id} message"),
-            remediation: String::new(),
+            remediation: "".into(),
             evidence: vec![Evidence {
                 kind: "PersistentVolumeClaim".into(),
                 namespace: Some("crm".into()),

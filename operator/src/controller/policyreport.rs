@@ -187,7 +187,7 @@ mod tests {
             accepted,
             accepted_by: accepted.then(|| "crm/ex".to_owned()),
             message: "m".into(),
-            remediation: String::new(),
+            remediation: "".into(),
             evidence: vec![],
         }
     }

@@ -158,7 +158,7 @@ mod tests {
             accepted: false,
             accepted_by: None,
             message: "m".into(),
-            remediation: String::new(),
+            remediation: "".into(),
             evidence: vec![],
         };
         Assessment {

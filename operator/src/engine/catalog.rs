@@ -2,6 +2,7 @@
 //! custom module's `metadata` object) and read by the engine, the scorer and the docs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,8 @@ use crate::model::{Category, Control, Objective};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuleMeta {
-    pub title: String,
+    /// Shared (`Arc<str>`) with every finding of the rule, which repeat it thousands of times.
+    pub title: Arc<str>,
     pub category: Category,
     pub control: Control,
     pub objective: Objective,
@@ -20,10 +22,14 @@ pub struct RuleMeta {
     pub likelihood: u8,
     /// Default impact, 1-5, before the uplift from the workload's labels.
     pub impact: u8,
-    #[serde(default)]
-    pub remediation: String,
+    #[serde(default = "empty")]
+    pub remediation: Arc<str>,
     #[serde(default)]
     pub description: String,
+}
+
+fn empty() -> Arc<str> {
+    Arc::from("")
 }
 
 /// All known rules by id.

@@ -1,6 +1,8 @@
 //! The finding as users see it: scored, banded, possibly accepted by an exception. The same
 //! type appears in `crmrisk scan -o json`, in CRMRiskReports and in the policy status.
 
+use std::sync::Arc;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +24,8 @@ pub struct Evidence {
 pub struct ScoredFinding {
     /// Stable rule id, e.g. `BKP-001`.
     pub id: String,
-    pub title: String,
+    // Shared with the rule's metadata, so thousands of findings hold one copy.
+    pub title: Arc<str>,
     pub category: Category,
     pub control: Control,
     /// 1-5.
@@ -38,8 +41,16 @@ pub struct ScoredFinding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_by: Option<String>,
     pub message: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub remediation: String,
+    #[serde(default = "no_remediation", skip_serializing_if = "str_is_empty")]
+    pub remediation: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<Evidence>,
+}
+
+fn no_remediation() -> Arc<str> {
+    Arc::from("")
+}
+
+fn str_is_empty(s: &Arc<str>) -> bool {
+    s.is_empty()
 }

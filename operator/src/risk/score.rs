@@ -64,13 +64,13 @@ fn clamp_1_5(v: u8) -> u8 {
 /// scored as a medium custom detection, and the message says so.
 fn unknown_rule(id: &str) -> RuleMeta {
     RuleMeta {
-        title: id.to_owned(),
+        title: id.into(),
         category: Category::Custom,
         control: Control::Detection,
         objective: Objective::Integrity,
         likelihood: 3,
         impact: 3,
-        remediation: String::new(),
+        remediation: "".into(),
         description: String::new(),
     }
 }
