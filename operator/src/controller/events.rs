@@ -1,12 +1,18 @@
 //! Events (events.k8s.io) on transitions only: a workload crossing its policy's tolerance, a
 //! workload coming back, a policy that does not compile, an object the operator cannot read.
-//! One shared `Recorder` de-duplicates repeats into a series. Each workload that crosses gets
-//! its own Event; the policy gets at most one per direction and pass, naming the first few, so a
-//! first audit of thousands of workloads does not put thousands of Events on one object (nor
-//! into the `Recorder`'s cache, which keeps every distinct Event for six minutes).
+//! Each workload that crosses gets its own Event; the policy gets at most one per direction and
+//! pass, naming the first few, so a first audit of thousands of workloads does not put thousands
+//! of Events on one object. Transitions are created directly ([`publish_transition`]); the rarer
+//! Events that can repeat (compile errors, unreadable objects) go through one shared `Recorder`,
+//! which counts repeats into a series.
 
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client};
 
 use crate::model::WorkloadRef;
 
@@ -73,6 +79,64 @@ pub fn policy_transition_notes(
     out
 }
 
+/// Publish a transition Event without the `Recorder`: its series cache keeps every distinct
+/// Event for six minutes (and scans them all on each publish), which for a first audit of
+/// 5,000 workloads was the largest single item of the operator's peak memory. Transitions do not
+/// repeat back to back (the next one goes the other way), so there is no series to count.
+pub async fn publish_transition(
+    client: &Client,
+    reporter: &Reporter,
+    regarding: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> bool {
+    let now = Timestamp::now();
+    let ev = K8sEvent {
+        action: Some("Evaluate".to_owned()),
+        reason: Some(reason.to_owned()),
+        event_time: Some(MicroTime(now)),
+        regarding: Some(regarding.clone()),
+        note: Some(truncate_note(note)),
+        metadata: ObjectMeta {
+            namespace: regarding.namespace.clone(),
+            name: Some(format!(
+                "{}.{:x}",
+                regarding.name.as_deref().unwrap_or(&reporter.controller),
+                now.as_nanosecond()
+            )),
+            ..Default::default()
+        },
+        reporting_controller: Some(reporter.controller.clone()),
+        reporting_instance: Some(reporter.instance.clone().unwrap_or_else(|| reporter.controller.clone())),
+        type_: Some(match type_ {
+            EventType::Normal => "Normal".to_owned(),
+            EventType::Warning => "Warning".to_owned(),
+        }),
+        ..Default::default()
+    };
+    let api: Api<K8sEvent> = Api::namespaced(client.clone(), regarding.namespace.as_deref().unwrap_or("default"));
+    match api.create(&PostParams::default(), &ev).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, reason, "could not publish event");
+            false
+        }
+    }
+}
+
+/// The API server refuses notes over 1 kB.
+fn truncate_note(mut note: String) -> String {
+    if note.len() > 1000 {
+        let mut end = 1000;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+    }
+    note
+}
+
 /// Publish, logging (not failing) when the API refuses: an event is never worth a retry loop.
 pub async fn publish(
     recorder: &Recorder,
@@ -82,15 +146,7 @@ pub async fn publish(
     action: &str,
     note: String,
 ) -> bool {
-    let mut note = note;
-    if note.len() > 1000 {
-        let mut end = 1000;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-    }
-    let ev = Event { type_, reason: reason.to_owned(), note: Some(note), action: action.to_owned(), secondary: None };
+    let ev = Event { type_, reason: reason.to_owned(), note: Some(truncate_note(note)), action: action.to_owned(), secondary: None };
     match recorder.publish(&ev, regarding).await {
         Ok(()) => true,
         Err(e) => {

@@ -90,6 +90,8 @@ pub struct Context {
     pub index: Arc<ClusterIndex>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Who writes the Events (for those published without the `Recorder`).
+    pub reporter: Reporter,
     pub leader: LeaderHandle,
     pub limits: Limits,
     policies: Mutex<HashMap<String, PolicyState>>,
@@ -121,7 +123,8 @@ impl Context {
     pub fn new(client: Client, index: Arc<ClusterIndex>, metrics: Arc<Metrics>, leader: LeaderHandle) -> Arc<Context> {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(crate::leader::default_identity()) };
         Arc::new(Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             index,
             metrics,
@@ -569,7 +572,7 @@ async fn evaluate_and_write(
     let pref = events::policy_reference(&name, policy.uid().as_deref());
     let crossed: Vec<(WorkloadRef, bool)> = transitions.iter().map(|(r, ok, _)| (r.clone(), *ok)).collect();
     for (type_, reason, note) in events::policy_transition_notes(&name, tolerance, &crossed) {
-        if events::publish(&ctx.recorder, &pref, type_, reason, "Evaluate", note).await {
+        if events::publish_transition(&ctx.client, &ctx.reporter, &pref, type_, reason, note).await {
             ctx.metrics.record_api_write(WriteKind::Event);
         }
     }
@@ -600,7 +603,7 @@ async fn evaluate_and_write(
             )
         };
         let wref = events::workload_reference(&r, uid.as_deref());
-        if events::publish(&ctx.recorder, &wref, type_, reason, "Evaluate", note).await {
+        if events::publish_transition(&ctx.client, &ctx.reporter, &wref, type_, reason, note).await {
             ctx.metrics.record_api_write(WriteKind::Event);
         }
     }
