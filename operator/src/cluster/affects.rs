@@ -139,18 +139,13 @@ pub fn service(index: &ClusterIndex, namespace: &str, selectors: &[Option<&BTree
 /// come from templates, named `<template>-<statefulset>-<ordinal>`).
 pub fn claim(index: &ClusterIndex, namespace: &str, name: &str) -> Affected {
     workloads_where(index, namespace, |w| {
-        w.kind == WorkloadKind::StatefulSet
-            || w.pod_spec
-                .volumes
-                .iter()
-                .flatten()
-                .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == name))
+        w.kind == WorkloadKind::StatefulSet || w.claim_names.iter().any(|c| c == name)
     })
 }
 
 /// A ServiceAccount: the workloads that run as it.
 pub fn service_account(index: &ClusterIndex, namespace: &str, name: &str) -> Affected {
-    workloads_where(index, namespace, |w| w.pod_spec.service_account_name.as_deref().unwrap_or("default") == name)
+    workloads_where(index, namespace, |w| w.service_account == name)
 }
 
 /// A RoleBinding: the workloads running as one of its ServiceAccount subjects (before or after);
@@ -172,7 +167,7 @@ pub fn role_binding(
         }
     }
     workloads_where(index, namespace, |w| {
-        accounts.contains(w.pod_spec.service_account_name.as_deref().unwrap_or("default"))
+        accounts.contains(&w.service_account)
     })
 }
 

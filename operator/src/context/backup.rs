@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::core::DynamicObject;
 use serde::Deserialize;
@@ -171,12 +172,12 @@ impl PeerAuthenticationSpec {
     }
 }
 
-pub(crate) fn backup(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<String>) -> Backup {
+pub(crate) fn backup(w: &Workload, pod_spec: &PodSpec, src: &dyn ObjectSource, warnings: &mut Vec<String>) -> Backup {
     let tools = src.backup_tools();
     Backup {
         tools: BackupToolsInfo { velero: tools.velero, cnpg: tools.cnpg },
         velero: VeleroInfo { schedules: velero_schedules(w, src, warnings) },
-        cnpg: CnpgInfo { clusters: cnpg_clusters(w, src, warnings) },
+        cnpg: CnpgInfo { clusters: cnpg_clusters(w, pod_spec, src, warnings) },
     }
 }
 
@@ -420,13 +421,17 @@ fn glob_units<T: Copy + PartialEq>(p: &[T], t: &[T], star_unit: T, any_unit: T) 
 /// env value or command line names one of the cluster's Services (`<cluster>-rw`, `-ro`, `-r`,
 /// possibly with a domain suffix), or the cluster name itself in a host position; or the pod uses
 /// the credentials Secret CloudNativePG generates (`<cluster>-app`, `<cluster>-superuser`).
-fn cnpg_clusters(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<String>) -> Vec<CnpgClusterInfo> {
+fn cnpg_clusters(
+    w: &Workload,
+    spec: &PodSpec,
+    src: &dyn ObjectSource,
+    warnings: &mut Vec<String>,
+) -> Vec<CnpgClusterInfo> {
     let namespace = w.namespace();
     let clusters = src.cnpg_clusters(namespace);
     if clusters.is_empty() {
         return Vec::new();
     }
-    let spec = &w.pod_spec;
     let all_containers = spec.init_containers.iter().flatten().chain(&spec.containers);
     let mut texts: Vec<&str> = Vec::new();
     let mut secrets: Vec<&str> = Vec::new();

@@ -23,11 +23,16 @@ pub fn build(workload: &Workload, src: &dyn ObjectSource) -> WorkloadContext {
     let mut warnings = Vec::new();
     let ns_name = workload.namespace();
     let namespace = src.namespace(ns_name);
-    let pod_spec = &workload.pod_spec;
+    let pod_spec = workload.pod_spec();
 
     let services = services(workload, src);
     let ingresses = ingresses(ns_name, &services, src);
-    let sa_name = service_account_name(workload);
+    let sa_name = &workload.service_account;
+    let is_database = is_database(&pod_spec);
+    let containers = containers(&pod_spec);
+    let secrets = secret_names(&pod_spec);
+    let service_account = service_account(workload, pod_spec.automount_service_account_token, sa_name, src);
+    let backup = backup(workload, &pod_spec, src, &mut warnings);
 
     WorkloadContext {
         workload: WorkloadInfo {
@@ -40,8 +45,8 @@ pub fn build(workload: &Workload, src: &dyn ObjectSource) -> WorkloadContext {
             replicas: workload.replicas,
             pod_labels: workload.pod_labels.clone(),
             pod_annotations: workload.pod_annotations.clone(),
-            pod_spec: pod_spec.clone(),
-            is_database: is_database(pod_spec),
+            pod_spec,
+            is_database,
         },
         namespace: NamespaceInfo {
             name: ns_name.to_string(),
@@ -52,37 +57,26 @@ pub fn build(workload: &Workload, src: &dyn ObjectSource) -> WorkloadContext {
             ),
         },
         classification: classification(workload, namespace.as_deref(), &mut warnings),
-        containers: containers(pod_spec),
-        service_account: service_account(workload, &sa_name, src),
-        rbac: rbac(ns_name, &sa_name, src),
+        containers,
+        service_account,
+        rbac: rbac(ns_name, sa_name, src),
         storage: storage(workload, src),
-        secrets: secret_names(pod_spec),
+        secrets,
         services,
         ingresses,
         network_policies: network_policies(workload, src),
         pod_disruption_budgets: pod_disruption_budgets(workload, src),
         mesh: mesh(workload, namespace.as_ref(), src, &mut warnings),
-        backup: backup(workload, src, &mut warnings),
+        backup,
         warnings,
     }
 }
 
-/// `serviceAccountName`, else the deprecated `serviceAccount` alias, else `default`.
-fn service_account_name(w: &Workload) -> String {
-    let spec = &w.pod_spec;
-    [&spec.service_account_name, &spec.service_account]
-        .into_iter()
-        .flatten()
-        .find(|n| !n.is_empty())
-        .cloned()
-        .unwrap_or_else(|| "default".to_string())
-}
-
-fn service_account(w: &Workload, name: &str, src: &dyn ObjectSource) -> ServiceAccountInfo {
+/// `pod_automount`: the pod spec's `automountServiceAccountToken`, which overrides the
+/// ServiceAccount's.
+fn service_account(w: &Workload, pod_automount: Option<bool>, name: &str, src: &dyn ObjectSource) -> ServiceAccountInfo {
     let sa = src.service_account(w.namespace(), name);
-    let automount = w
-        .pod_spec
-        .automount_service_account_token
+    let automount = pod_automount
         .or_else(|| sa.as_ref().and_then(|sa| sa.automount_service_account_token))
         .unwrap_or(true);
     ServiceAccountInfo {

@@ -23,16 +23,12 @@ pub(crate) fn storage(w: &Workload, src: &dyn ObjectSource) -> Storage {
     let mut default = || default_class.get_or_insert_with(|| default_storage_class(src)).clone();
     let mut claims: Vec<ClaimInfo> = Vec::new();
 
-    for volume in w.pod_spec.volumes.iter().flatten() {
-        let Some(claim) = &volume.persistent_volume_claim else { continue };
-        if claims.iter().any(|c| c.name == claim.claim_name) {
-            continue;
-        }
-        let (found, class_name) = match src.pvc(namespace, &claim.claim_name) {
+    for claim_name in &w.claim_names {
+        let (found, class_name) = match src.pvc(namespace, claim_name) {
             Some(pvc) => (true, class_name(&pvc, &mut default)),
             None => (false, None),
         };
-        claims.push(claim_info(&claim.claim_name, ClaimSource::Volume, found, class_name, src));
+        claims.push(claim_info(claim_name, ClaimSource::Volume, found, class_name, src));
     }
     for template in &w.volume_claim_templates {
         let name = template.metadata.name.clone().unwrap_or_default();
