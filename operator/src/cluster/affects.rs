@@ -166,9 +166,7 @@ pub fn role_binding(
             _ => return Affected::Namespace(namespace.to_owned()),
         }
     }
-    workloads_where(index, namespace, |w| {
-        accounts.contains(&w.service_account)
-    })
+    workloads_where(index, namespace, |w| accounts.contains(&w.service_account))
 }
 
 /// A namespaced object the builder reads per namespace (ServiceAccount, RoleBinding, PVC,

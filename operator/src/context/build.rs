@@ -74,11 +74,15 @@ pub fn build(workload: &Workload, src: &dyn ObjectSource) -> WorkloadContext {
 
 /// `pod_automount`: the pod spec's `automountServiceAccountToken`, which overrides the
 /// ServiceAccount's.
-fn service_account(w: &Workload, pod_automount: Option<bool>, name: &str, src: &dyn ObjectSource) -> ServiceAccountInfo {
+fn service_account(
+    w: &Workload,
+    pod_automount: Option<bool>,
+    name: &str,
+    src: &dyn ObjectSource,
+) -> ServiceAccountInfo {
     let sa = src.service_account(w.namespace(), name);
-    let automount = pod_automount
-        .or_else(|| sa.as_ref().and_then(|sa| sa.automount_service_account_token))
-        .unwrap_or(true);
+    let automount =
+        pod_automount.or_else(|| sa.as_ref().and_then(|sa| sa.automount_service_account_token)).unwrap_or(true);
     ServiceAccountInfo {
         name: name.to_string(),
         found: sa.is_some(),

@@ -74,7 +74,11 @@ pub fn policy_transition_notes(
             1 => "1 workload".to_owned(),
             n => format!("{n} workloads"),
         };
-        out.push((type_, reason, format!("{count} {verb} the tolerance {tolerance} of policy {policy}: {}", names.join(", "))));
+        out.push((
+            type_,
+            reason,
+            format!("{count} {verb} the tolerance {tolerance} of policy {policy}: {}", names.join(", ")),
+        ));
     }
     out
 }
@@ -146,7 +150,13 @@ pub async fn publish(
     action: &str,
     note: String,
 ) -> bool {
-    let ev = Event { type_, reason: reason.to_owned(), note: Some(truncate_note(note)), action: action.to_owned(), secondary: None };
+    let ev = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate_note(note)),
+        action: action.to_owned(),
+        secondary: None,
+    };
     match recorder.publish(&ev, regarding).await {
         Ok(()) => true,
         Err(e) => {
