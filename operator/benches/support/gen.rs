@@ -291,9 +291,19 @@ fn workload_objects(rng: &mut Rng, ns: &str, index: usize, out: &mut Vec<Value>)
     if sa != "default" {
         pod_spec["serviceAccountName"] = json!(sa);
     }
+    // Zone spread in each form DR-004 accepts (and a hostname-only one it does not), so the
+    // VM-vs-interpreter comparison covers every alternative of `lib.zone_spread`.
     if rng.chance(40) {
         pod_spec["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
             "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": name}}}]);
+    } else if rng.chance(30) {
+        let key = *rng.pick(&["topology.kubernetes.io/zone", "kubernetes.io/hostname"]);
+        let term = json!({"topologyKey": key, "labelSelector": {"matchLabels": {"app": name}}});
+        pod_spec["affinity"] = if rng.chance(50) {
+            json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+        } else {
+            json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": term}]}})
+        };
     }
     let mut meta_labels = labels.clone();
     if rng.chance(15) {
