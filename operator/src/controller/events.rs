@@ -2,7 +2,8 @@
 //! workload coming back, a policy that does not compile, an object the operator cannot read.
 //! Each workload that crosses gets its own Event; the policy gets at most one per direction and
 //! pass, naming the first few, so a first audit of thousands of workloads does not put thousands
-//! of Events on one object. Transitions are created directly ([`publish_transition`]); the rarer
+//! of Events on one object; failed evaluations are named up to five per pass, then counted.
+//! Transitions are created directly ([`publish_transition`]); the rarer
 //! Events that can repeat (compile errors, unreadable objects) go through one shared `Recorder`,
 //! which counts repeats into a series.
 
@@ -81,6 +82,30 @@ pub fn policy_transition_notes(
         ));
     }
     out
+}
+
+/// The policy's `EvaluationFailed` notes for the workloads whose evaluation newly failed in one
+/// pass: one per workload for the first few, then one that counts the rest (a policy that hits
+/// its time limit on every workload would otherwise write thousands of Events).
+pub fn failure_notes(policy: &str, failures: &[(WorkloadRef, String)]) -> Vec<String> {
+    let mut notes: Vec<String> = failures
+        .iter()
+        .take(NAMED_IN_SUMMARY)
+        .map(|(r, why)| {
+            format!(
+                "{} {}/{} could not be evaluated by policy {policy}: {why}; its last report is kept",
+                r.kind, r.namespace, r.name
+            )
+        })
+        .collect();
+    if failures.len() > NAMED_IN_SUMMARY {
+        notes.push(format!(
+            "{} more workloads could not be evaluated by policy {policy}; their last reports are kept \
+             (status.summary.workloadsFailed counts them all)",
+            failures.len() - NAMED_IN_SUMMARY
+        ));
+    }
+    notes
 }
 
 /// Publish a transition Event without the `Recorder`: its series cache keeps every distinct
@@ -192,5 +217,22 @@ mod tests {
         assert_eq!((*type_, *reason), (EventType::Normal, REASON_WITHIN));
         assert_eq!(note, "1 workload came back within the tolerance 10 of policy p: Deployment crm/back");
         assert!(policy_transition_notes("p", 10, &[]).is_empty());
+    }
+
+    #[test]
+    fn failures_are_named_up_to_five_then_counted() {
+        let few: Vec<(WorkloadRef, String)> = (0..2).map(|i| (w(&format!("w{i}")), "time limit".to_owned())).collect();
+        let notes = failure_notes("p", &few);
+        assert_eq!(notes.len(), 2);
+        assert_eq!(
+            notes[0],
+            "Deployment crm/w0 could not be evaluated by policy p: time limit; its last report is kept"
+        );
+        let many: Vec<(WorkloadRef, String)> =
+            (0..12).map(|i| (w(&format!("w{i}")), "time limit".to_owned())).collect();
+        let notes = failure_notes("p", &many);
+        assert_eq!(notes.len(), NAMED_IN_SUMMARY + 1);
+        assert!(notes[NAMED_IN_SUMMARY].starts_with("7 more workloads could not be evaluated by policy p"));
+        assert!(failure_notes("p", &[]).is_empty());
     }
 }

@@ -607,11 +607,7 @@ async fn evaluate_and_write(
             ctx.metrics.record_api_write(WriteKind::Event);
         }
     }
-    for (r, why) in new_failures {
-        let note = format!(
-            "{} {}/{} could not be evaluated by policy {name}: {why}; its last report is kept",
-            r.kind, r.namespace, r.name
-        );
+    for note in events::failure_notes(&name, &new_failures) {
         if events::publish(&ctx.recorder, &pref, EventType::Warning, events::REASON_EVALUATION, "Evaluate", note).await
         {
             ctx.metrics.record_api_write(WriteKind::Event);
