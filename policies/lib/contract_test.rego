@@ -205,3 +205,10 @@ test_enabled_is_on_unless_explicitly_false if {
 	data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {"params": {"rbac": {"forbidWildcards": true}}}
 	not data.crmrisk.lib.enabled("rbac", "forbidWildcards") with input as {"params": {"rbac": {"forbidWildcards": false}}}
 }
+
+# lib.params, likewise kept for custom policies since the areas read input.params inline: one
+# area's parameters, an empty object when the area has none.
+test_params_reads_one_area if {
+	data.crmrisk.lib.params("backups") == {"minRetentionDays": 7} with input as {"params": {"backups": {"minRetentionDays": 7}}}
+	data.crmrisk.lib.params("backups") == {} with input as {}
+}
