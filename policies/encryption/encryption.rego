@@ -35,54 +35,59 @@ findings contains f if {
 
 # ---------------------------------------------------------------------------------------------
 # ENC-001: volume stored unencrypted
-# ---------------------------------------------------------------------------------------------
-
-unencrypted_reason(sc) := "EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account" if {
-	sc.provisioner in data.crmrisk.lib.aws_ebs_provisioners
-	lib.sc_param(sc, "encrypted") != "true"
-} else := "Ceph RBD images are written in clear to the Ceph cluster" if {
-	sc.provisioner in data.crmrisk.lib.ceph_rbd_provisioners
-	lib.sc_param(sc, "encrypted") != "true"
-}
-
-storage_findings contains f if {
-	some c in resolved_claims
-	reason := unencrypted_reason(c.storageClass)
-	f := {
-		"id": "ENC-001",
-		"message": sprintf(
-			"%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": %s",
-			[lib.claim_desc(c), c.storageClass.name, c.storageClass.provisioner, reason],
-		),
-		"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
-	}
-}
-
-# ---------------------------------------------------------------------------------------------
 # ENC-002: encrypted, but with the provider's key rather than a customer-managed one
+# ENC-003: a provisioner whose encryption settings crmrisk cannot read
 # ---------------------------------------------------------------------------------------------
 
-provider_key_reason(sc) := "encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set" if {
+# What is wrong with a resolved claim's StorageClass, if anything: the rule and its message
+# format, whose three %s are the claim, the StorageClass's name and its provisioner. The three
+# rules exclude each other (they depend on the provisioner), so one `else` chain tells which
+# applies, and one body below makes the finding: on regorus' VM each rule body, function call and
+# StorageClass parameter read costs thousands of machine instructions (BENCHMARKS.md,
+# "Instructions"), and most resolved claims have one of these problems.
+at_rest_problem(sc) := {
+	"id": "ENC-001",
+	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account",
+} if {
 	sc.provisioner in data.crmrisk.lib.aws_ebs_provisioners
-	lib.sc_param(sc, "encrypted") == "true"
+	lib.sc_param(sc, "encrypted") != "true"
+} else := {
+	"id": "ENC-002",
+	"format": "%s uses StorageClass %s (%s), encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set: the key cannot be rotated, audited or revoked by you",
+} if {
+	sc.provisioner in data.crmrisk.lib.aws_ebs_provisioners
 	lib.sc_param(sc, "kmsKeyId") == ""
-} else := "encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set" if {
+} else := {
+	"id": "ENC-003",
+	"format": "%s uses StorageClass %s (%s), a provisioner whose encryption settings crmrisk cannot read: verify encryption at rest by hand",
+} if {
+	not sc.provisioner in data.crmrisk.lib.known_provisioners
+} else := {
+	"id": "ENC-002",
+	"format": "%s uses StorageClass %s (%s), encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set: the key cannot be rotated, audited or revoked by you",
+} if {
 	sc.provisioner in data.crmrisk.lib.gce_pd_provisioners
 	lib.sc_param(sc, "disk-encryption-kms-key") == ""
-} else := "encrypted with a platform-managed key because no diskEncryptionSetID is set" if {
+} else := {
+	"id": "ENC-001",
+	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": Ceph RBD images are written in clear to the Ceph cluster",
+} if {
+	sc.provisioner in data.crmrisk.lib.ceph_rbd_provisioners
+	lib.sc_param(sc, "encrypted") != "true"
+} else := {
+	"id": "ENC-002",
+	"format": "%s uses StorageClass %s (%s), encrypted with a platform-managed key because no diskEncryptionSetID is set: the key cannot be rotated, audited or revoked by you",
+} if {
 	sc.provisioner in data.crmrisk.lib.azure_disk_provisioners
 	lib.sc_param(sc, "diskEncryptionSetID") == ""
 }
 
 storage_findings contains f if {
 	some c in resolved_claims
-	reason := provider_key_reason(c.storageClass)
+	problem := at_rest_problem(c.storageClass)
 	f := {
-		"id": "ENC-002",
-		"message": sprintf(
-			"%s uses StorageClass %s (%s), %s: the key cannot be rotated, audited or revoked by you",
-			[lib.claim_desc(c), c.storageClass.name, c.storageClass.provisioner, reason],
-		),
+		"id": problem.id,
+		"message": sprintf(problem.format, [lib.claim_desc(c), c.storageClass.name, c.storageClass.provisioner]),
 		"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
 	}
 }
@@ -139,18 +144,6 @@ unresolved_findings contains f if {
 	}
 }
 
-storage_findings contains f if {
-	some c in resolved_claims
-	not c.storageClass.provisioner in data.crmrisk.lib.known_provisioners
-	f := {
-		"id": "ENC-003",
-		"message": sprintf(
-			"%s uses StorageClass %s (%s), a provisioner whose encryption settings crmrisk cannot read: verify encryption at rest by hand",
-			[lib.claim_desc(c), c.storageClass.name, c.storageClass.provisioner],
-		),
-		"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
-	}
-}
 
 # ---------------------------------------------------------------------------------------------
 # ENC-004: Ingress serving the workload over plain HTTP
