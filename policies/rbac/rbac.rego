@@ -80,12 +80,24 @@ wildcard_reported(r) if {
 }
 
 # Reviewed bindings with a rule RBAC-002 does not report: RBAC-003 and RBAC-006 look only into
-# these. Most reviewed bindings grant `*` and nothing else, and are passed over here once.
+# these. Most reviewed bindings grant `*` and nothing else, and are passed over here once. The
+# wildcard test is written out (with a second body for forbidWildcards: false, when RBAC-002
+# reports nothing) rather than a wildcard_reported call per rule: on regorus' VM a function call
+# costs thousands of machine instructions (BENCHMARKS.md, "Instructions").
 narrow_bindings contains i if {
+	wildcards_checked
 	some i in reviewed_bindings
 	some r in input.rbac.bindings[i].rules
-	not wildcard_reported(r)
+	not "*" in r.verbs
+	not "*" in r.resources
 }
+
+narrow_bindings contains i if {
+	not wildcards_checked
+	some i in reviewed_bindings
+	some _ in input.rbac.bindings[i].rules
+}
+
 
 # Impact raised to the maximum for grants that apply in every namespace.
 cluster_wide_extra(b) := {"impact": 5} if b.clusterWide
