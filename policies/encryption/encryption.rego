@@ -85,6 +85,8 @@ at_rest_problem(sc) := {
 storage_findings contains f if {
 	some c in resolved_claims
 	problem := at_rest_problem(c.storageClass)
+	problem # regorus' VM would go on with an undefined problem and build the finding
+
 	f := {
 		"id": problem.id,
 		"message": sprintf(problem.format, [lib.claim_desc(c), c.storageClass.name, c.storageClass.provisioner]),
