@@ -9,7 +9,7 @@ use jiff::Timestamp;
 
 use crate::api::{CRMRiskException, CRMRiskPolicySpec, ConfigMapRegoRef};
 use crate::context::{ObjectSource, Workload};
-use crate::engine::{CompileError, CustomModule, EngineError, Evaluator, Limits, PolicySet, PolicySetSpec};
+use crate::engine::{CompileError, CustomModule, EngineError, Evaluator, Input, Limits, PolicySet, PolicySetSpec};
 use crate::model::{Category, WorkloadRef};
 use crate::risk::{self, RuleAdjustment, ScoredFinding, ScoringInput, Verdict};
 
@@ -19,7 +19,8 @@ use crate::risk::{self, RuleAdjustment, ScoredFinding, ScoringInput, Verdict};
 pub struct CompiledPolicy {
     pub name: String,
     pub spec: CRMRiskPolicySpec,
-    params: serde_json::Value,
+    /// `spec.checks` as the Rego input's `params`, converted once.
+    params: Input,
     adjustments: BTreeMap<String, RuleAdjustment>,
     set: PolicySet,
 }
@@ -62,7 +63,7 @@ impl CompiledPolicy {
         let categories: BTreeSet<Category> =
             Category::BUILT_IN.into_iter().filter(|c| spec.checks.category_enabled(*c)).collect();
         let set = PolicySet::compile(&PolicySetSpec { categories, custom, limits })?;
-        let params = serde_json::to_value(&spec.checks).map_err(|e| EngineError::Eval(e.to_string()))?;
+        let params = Input::new(&spec.checks, limits.max_input_bytes)?;
         let adjustments = spec
             .checks
             .rules
@@ -100,11 +101,8 @@ impl CompiledPolicy {
         now: Timestamp,
     ) -> Result<Assessment, EngineError> {
         let context = crate::context::build(workload, src);
-        let mut input = serde_json::to_value(&context).map_err(|e| EngineError::Eval(e.to_string()))?;
-        if let Some(obj) = input.as_object_mut() {
-            obj.insert("params".to_owned(), self.params.clone());
-        }
-        let evaluation = evaluator.evaluate(&input)?;
+        let input = evaluator.input(&context)?.with_field("params", &self.params)?;
+        let evaluation = evaluator.evaluate_input(input)?;
         let scoring = ScoringInput {
             data_classification: context.classification.data_classification,
             business_impact: context.classification.business_impact,

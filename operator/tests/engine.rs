@@ -42,6 +42,28 @@ fn set_with(rego: &str, limits: Limits) -> PolicySet {
 const METADATA: &str = r#"metadata := {"T-001": {"title": "t", "category": "custom", "control": "detection",
   "objective": "integrity", "likelihood": 2, "impact": 2, "remediation": "r"}}"#;
 
+/// `CompiledPolicy::assess` converts each context straight to a regorus value; that value and
+/// its counted size must be those of the context's JSON text, which is what the Rego library,
+/// OPA and the size limit are specified against.
+#[test]
+fn workload_contexts_convert_to_the_value_and_size_of_their_json() {
+    use crmrisk::engine::Input;
+    let objects = ObjectSet::from_values(generator::generate(300, generator::SEED)).expect("generated objects");
+    let checks = CRMRiskPolicySpec::default().checks;
+    let params = Input::new(&checks, usize::MAX).expect("params convert");
+    let params_json = serde_json::to_value(&checks).expect("params");
+    for w in objects.workloads() {
+        let context = context::build(w, &objects);
+        let input = Input::new(&context, usize::MAX).expect("converts").with_field("params", &params).expect("params");
+        let mut doc = serde_json::to_value(&context).expect("context serializes");
+        doc["params"] = params_json.clone();
+        let text = serde_json::to_string(&doc).expect("json");
+        assert_eq!(input.json_bytes(), text.len(), "size of {}", w.reference());
+        let read = regorus::Value::from_json_str(&text).expect("regorus reads it");
+        assert!(input.value() == &read, "value of {} differs from its JSON", w.reference());
+    }
+}
+
 #[test]
 fn the_built_in_library_runs_on_the_vm() {
     let set = PolicySet::compile(&PolicySetSpec::default()).expect("library compiles");

@@ -14,6 +14,7 @@
 
 mod catalog;
 mod error;
+mod input;
 pub mod library;
 pub mod testing;
 
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 pub use catalog::{CatalogError, RuleCatalog, RuleMeta};
 pub use error::{CompileError, EngineError};
+pub use input::Input;
 
 use crate::model::Category;
 use crate::risk::Evidence;
@@ -197,19 +199,6 @@ fn evidence_from_value(v: &regorus::Value, keys: &FindingKeys) -> Option<Evidenc
         Some(_) => None,
     };
     Some(Evidence { kind: text(&keys.kind)??, namespace: text(&keys.namespace)?, name: text(&keys.name)?? })
-}
-
-/// A writer that only counts the bytes written to it.
-struct ByteCount(usize);
-
-impl std::io::Write for ByteCount {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A compiled, immutable policy set. Cheap to share (`Arc`); evaluate through an [`Evaluator`].
@@ -441,16 +430,22 @@ pub struct Evaluation {
 impl Evaluator {
     /// Evaluate one input document (see `policies/README.md`).
     pub fn evaluate(&mut self, input: &serde_json::Value) -> Result<Evaluation, EngineError> {
-        // The size is that of the JSON text, counted without building it; the value is read
-        // straight from the tree (the JSON text round trip cost more than evaluating some areas).
-        let mut size = ByteCount(0);
-        serde_json::to_writer(&mut size, input).map_err(|e| EngineError::Eval(e.to_string()))?;
-        if size.0 > self.limits.max_input_bytes {
-            return Err(EngineError::InputTooLarge { size: size.0, limit: self.limits.max_input_bytes });
+        let input = self.input(input)?;
+        self.evaluate_input(input)
+    }
+
+    /// Convert a document to an [`Input`] under this evaluator's size limit.
+    pub fn input<T: serde::Serialize + ?Sized>(&self, doc: &T) -> Result<Input, EngineError> {
+        Input::new(doc, self.limits.max_input_bytes)
+    }
+
+    /// Evaluate a converted input document, refusing it if it is over the size limit (an input
+    /// that gained fields after [`Evaluator::input`] may have grown past it).
+    pub fn evaluate_input(&mut self, input: Input) -> Result<Evaluation, EngineError> {
+        if input.json_bytes() > self.limits.max_input_bytes {
+            return Err(EngineError::InputTooLarge { size: input.json_bytes(), limit: self.limits.max_input_bytes });
         }
-        let value =
-            <regorus::Value as Deserialize>::deserialize(input).map_err(|e| EngineError::Eval(e.to_string()))?;
-        self.evaluate_value(value)
+        self.evaluate_value(input.into_value())
     }
 
     /// The backend this evaluator runs on.
