@@ -23,6 +23,9 @@ use kube::core::DynamicObject;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+#[path = "../benches/support/gen.rs"]
+mod generator;
+
 fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/context").join(name)
 }
@@ -432,6 +435,63 @@ fn lookups_per_workload_do_not_grow_with_the_cluster() {
         per_workload.push(counting.calls.load(Ordering::Relaxed) / set.workloads().len());
     }
     assert_eq!(per_workload[0], per_workload[1], "lookups per workload: {per_workload:?}");
+}
+
+/// ClusterRoleBindings and Velero Schedules come from per-ServiceAccount and per-namespace
+/// indexes; the documents must be exactly those of a full scan (`Counting` does not override
+/// the indexed lookups, so it scans every binding and Schedule), on a generated cluster plus
+/// bindings and Schedules of every scope: groups, wildcards, exclusions, labels, no template.
+#[test]
+fn indexed_cluster_lists_give_the_documents_of_full_scans() {
+    let mut set = ObjectSet::from_values(generator::generate(400, generator::SEED)).expect("generated objects");
+    let crb = |name: &str, subjects: Value| {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name}, "subjects": subjects,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}})
+    };
+    let schedule = |name: &str, spec: Value| {
+        json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": {"name": name, "namespace": "velero"}, "spec": spec})
+    };
+    let extra = [
+        crb("ns-group", json!([{"kind": "Group", "name": "system:serviceaccounts:crm-0003"}])),
+        crb("all-accounts", json!([{"kind": "Group", "name": "system:serviceaccounts"}])),
+        crb("as-user", json!([{"kind": "User", "name": "system:serviceaccount:crm-0001:default"}])),
+        crb("no-namespace", json!([{"kind": "ServiceAccount", "name": "default"}])),
+        schedule("glob", json!({"schedule": "0 1 * * *", "template": {"includedNamespaces": ["crm-000*"]}})),
+        schedule("all-but", json!({"schedule": "0 1 * * *", "template": {"excludedNamespaces": ["crm-0002"]}})),
+        schedule(
+            "by-label",
+            json!({"schedule": "0 1 * * *",
+            "template": {"includedNamespaces": ["crm-0004"], "labelSelector": {"matchLabels": {"app": "x"}}}}),
+        ),
+        schedule(
+            "mixed",
+            json!({"schedule": "0 1 * * *", "template": {"includedNamespaces": ["crm-0006", "crm-01?0"]}}),
+        ),
+        schedule("no-template", json!({"schedule": "0 1 * * *"})),
+    ];
+    for v in extra {
+        set.insert_value(v).expect("well-formed");
+    }
+    let full_scan = Counting { inner: &set, calls: AtomicUsize::new(0), cluster_roles_calls: AtomicUsize::new(0) };
+    let (mut bindings, mut schedules) = (0, 0);
+    for w in set.workloads() {
+        let indexed = context::build(w, &set);
+        let scanned = context::build(w, &full_scan);
+        assert!(
+            indexed.rbac == scanned.rbac && indexed.backup == scanned.backup && indexed == scanned,
+            "{}: the indexed document differs from the full scan's\nrbac: {:?}\nvs    {:?}\nbackup: {:?}\nvs      {:?}",
+            w.reference(),
+            indexed.rbac.bindings.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            scanned.rbac.bindings.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            indexed.backup.velero.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            scanned.backup.velero.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        );
+        bindings += indexed.rbac.bindings.iter().filter(|b| b.cluster_wide).count();
+        schedules += indexed.backup.velero.schedules.len();
+    }
+    assert!(bindings > 400 && schedules > 400, "{bindings} cluster bindings, {schedules} schedules found");
 }
 
 // ---- schema ----------------------------------------------------------------------------------

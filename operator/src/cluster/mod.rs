@@ -23,11 +23,12 @@ use tokio::sync::Notify;
 pub use affects::Affected;
 pub use digest::{ReportDigest, content_hash};
 pub use optional::{OptionalKind, spawn_discovery};
+use store::ReachCache;
 pub use store::{Diff, Key, KindStore};
 pub use watch::{WatchError, spawn_watchers};
 
 use crate::api::CRMRiskException;
-use crate::context::{BackupTools, ObjectSource, Workload};
+use crate::context::{self, BackupTools, ObjectSource, Workload};
 use crate::model::{WorkloadKind, WorkloadRef};
 
 /// Workloads and namespaces that changed since the controller last looked.
@@ -89,6 +90,10 @@ pub struct ClusterIndex {
     pub exceptions: KindStore<CRMRiskException>,
     pub reports: KindStore<ReportDigest>,
     pub velero_schedules: KindStore<DynamicObject>,
+    /// `cluster_role_bindings` and `velero_schedules` filed by the ServiceAccounts and
+    /// namespaces they can concern, so a workload's context does not test every one.
+    binding_reach: ReachCache<ClusterRoleBinding>,
+    schedule_reach: ReachCache<DynamicObject>,
     pub velero_locations: KindStore<DynamicObject>,
     pub cnpg_clusters: KindStore<DynamicObject>,
     pub cnpg_scheduled_backups: KindStore<DynamicObject>,
@@ -244,6 +249,11 @@ impl ObjectSource for ClusterIndex {
     fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>> {
         self.cluster_role_bindings.list()
     }
+    fn cluster_role_bindings_for(&self, namespace: &str, name: &str) -> Vec<Arc<ClusterRoleBinding>> {
+        let reach = self.binding_reach.get(&self.cluster_role_bindings, context::cluster_binding_scope);
+        let [account, ns] = context::service_account_keys(namespace, name);
+        reach.candidates(&[&account, &ns])
+    }
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>> {
         self.roles.get(namespace, name)
     }
@@ -276,6 +286,10 @@ impl ObjectSource for ClusterIndex {
     }
     fn velero_schedules(&self) -> Vec<Arc<DynamicObject>> {
         self.velero_schedules.list()
+    }
+    fn velero_schedules_for(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        let reach = self.schedule_reach.get(&self.velero_schedules, context::schedule_scope);
+        reach.candidates(&[&context::namespace_key(namespace)])
     }
     fn velero_backup_storage_location(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
         self.velero_locations.get(namespace, name)

@@ -2,8 +2,10 @@
 //! in namespace X" is a range scan, not a walk over the whole cluster.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::context::reach::{Reach, Scope};
 
 /// (namespace, name); the namespace is empty for cluster-scoped kinds.
 pub type Key = (String, String);
@@ -14,11 +16,13 @@ pub type Key = (String, String);
 pub struct KindStore<V> {
     map: RwLock<BTreeMap<Key, Arc<V>>>,
     synced: AtomicBool,
+    /// Bumped on every write, so derived indexes ([`ReachCache`]) know when to rebuild.
+    generation: AtomicU64,
 }
 
 impl<V> Default for KindStore<V> {
     fn default() -> Self {
-        KindStore { map: RwLock::new(BTreeMap::new()), synced: AtomicBool::new(false) }
+        KindStore { map: RwLock::new(BTreeMap::new()), synced: AtomicBool::new(false), generation: AtomicU64::new(0) }
     }
 }
 
@@ -38,7 +42,13 @@ impl<V> KindStore<V> {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Key, Arc<V>>> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.map.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes with every write (see [`ReachCache`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<V>> {
@@ -118,6 +128,35 @@ impl<V> KindStore<V> {
     }
 }
 
+/// A [`Reach`] over one store's list, rebuilt on the first lookup after the store changed.
+///
+/// The generation is read before the list, so a write that lands in between makes the next
+/// lookup rebuild again rather than keep an index older than its tag.
+pub(crate) struct ReachCache<V> {
+    cached: Mutex<Option<(u64, Arc<Reach<V>>)>>,
+}
+
+impl<V> Default for ReachCache<V> {
+    fn default() -> Self {
+        ReachCache { cached: Mutex::new(None) }
+    }
+}
+
+impl<V> ReachCache<V> {
+    pub(crate) fn get(&self, store: &KindStore<V>, scope_of: impl Fn(&V) -> Scope) -> Arc<Reach<V>> {
+        let generation = store.generation();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((g, reach)) if *g == generation => reach.clone(),
+            _ => {
+                let reach = Arc::new(Reach::new(store.list(), scope_of));
+                *cached = Some((generation, reach.clone()));
+                reach
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +182,29 @@ mod tests {
         assert_eq!(s.len(), 3);
         assert!(s.is_synced());
         assert_eq!(s.get("a", "z").map(|v| *v), Some(4));
+    }
+
+    #[test]
+    fn a_reach_follows_every_kind_of_write() {
+        let s: KindStore<u32> = KindStore::default();
+        let cache = ReachCache::default();
+        // Even numbers concern key "even", odd ones only themselves.
+        let scope = |v: &u32| {
+            if v.is_multiple_of(2) { Scope::Keys(vec!["even".into()]) } else { Scope::Keys(vec![v.to_string()]) }
+        };
+        let candidates = |key: &str| cache.get(&s, scope).candidates(&[key]).iter().map(|v| **v).collect::<Vec<_>>();
+        s.apply(k("", "a"), 2);
+        s.apply(k("", "b"), 3);
+        assert_eq!(candidates("even"), [2]);
+        let first = cache.get(&s, scope);
+        assert!(Arc::ptr_eq(&first, &cache.get(&s, scope)), "no write, no rebuild");
+        s.apply(k("", "c"), 4);
+        assert_eq!(candidates("even"), [2, 4]);
+        s.delete(&k("", "a"));
+        assert_eq!(candidates("even"), [4]);
+        s.replace_all(vec![(k("", "d"), 6), (k("", "e"), 5)], |a, b| a == b);
+        assert_eq!(candidates("even"), [6]);
+        assert_eq!(candidates("5"), [5]);
+        assert!(candidates("3").is_empty());
     }
 }

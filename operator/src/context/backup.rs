@@ -21,6 +21,7 @@ use super::document::{
 use super::duration::{parse_go_duration, parse_retention_days, seconds_to_hours};
 use super::error::display_name;
 use super::objects::ObjectSource;
+use super::reach::Scope;
 use super::selector;
 use super::workload::Workload;
 
@@ -194,7 +195,7 @@ pub(crate) fn backup(w: &Workload, pod_spec: &PodSpec, src: &dyn ObjectSource, w
 /// filters (`includedResources`) are not considered.
 fn velero_schedules(w: &Workload, src: &dyn ObjectSource, warnings: &mut Vec<String>) -> Vec<VeleroScheduleInfo> {
     let mut out = Vec::new();
-    for object in src.velero_schedules() {
+    for object in src.velero_schedules_for(w.namespace()) {
         // Most Schedules of a large cluster cover other namespaces: rule those out in place,
         // without building the typed spec (this runs for every Schedule and every workload).
         if passes_over(&object, w) {
@@ -281,58 +282,93 @@ fn labels_selected(
 
 /// `true` only when the Schedule certainly does not cover `w` *and* its spec reads as a
 /// [`VeleroScheduleSpec`] without error, so skipping it changes neither the document nor the
-/// warnings. Reads the spec's JSON in place: no allocation, except for label selectors (parsed
-/// as [`read_spec`] would parse them, to be judged exactly alike). Anything it does not vouch
-/// for (a type it does not expect, a spec given as an array, a Schedule that covers `w`) is
-/// `false`, leaving the decision to the typed path.
+/// warnings. Reads the spec's JSON in place (see [`Filters::read`]).
 fn passes_over(object: &DynamicObject, w: &Workload) -> bool {
-    // No spec, or a `null` one, means no filters: every workload is covered.
-    let Some(Value::Object(spec)) = object.data.get("spec") else { return false };
-    let mut template = None;
-    for (key, value) in spec {
-        let readable = match key.as_str() {
-            "schedule" => value.is_null() || value.is_string(),
-            "paused" => value.is_null() || value.is_boolean(),
-            "template" => match value {
-                Value::Object(t) => {
-                    template = Some(t);
-                    true
-                }
-                _ => false, // `null` (no filters, covered) or let serde judge
-            },
-            _ => true, // ignored by serde as well
-        };
-        if !readable {
-            return false;
-        }
-    }
-    // Without a template nothing filters: covered.
-    let Some(template) = template else { return false };
-
-    let mut included: &[Value] = &[];
-    let mut excluded: &[Value] = &[];
-    let mut label_selector = None;
-    let mut or_selectors = None;
-    for (key, value) in template {
-        let readable = match key.as_str() {
-            "includedNamespaces" => strings(value).map(|v| included = v).is_some(),
-            "excludedNamespaces" => strings(value).map(|v| excluded = v).is_some(),
-            "labelSelector" => Option::<LabelSelector>::deserialize(value).map(|s| label_selector = s).is_ok(),
-            "orLabelSelectors" => Option::<Vec<LabelSelector>>::deserialize(value).map(|s| or_selectors = s).is_ok(),
-            "snapshotVolumes" => value.is_null() || value.is_boolean(),
-            "storageLocation" | "ttl" => value.is_null() || value.is_string(),
-            _ => true,
-        };
-        if !readable {
-            return false;
-        }
-    }
+    let Some(f) = Filters::read(object) else { return false };
     // `strings` vouched that every element is a string.
     fn as_str(v: &Value) -> &str {
         v.as_str().unwrap_or_default()
     }
-    let namespace_ok = namespace_selected(included.iter().map(as_str), excluded.iter().map(as_str), w.namespace());
-    !(namespace_ok && labels_selected(label_selector.as_ref(), or_selectors.as_deref(), w))
+    let namespace_ok = namespace_selected(f.included.iter().map(as_str), f.excluded.iter().map(as_str), w.namespace());
+    !(namespace_ok && labels_selected(f.label_selector.as_ref(), f.or_selectors.as_deref(), w))
+}
+
+/// The namespaces a Velero Schedule can cover, for [`Reach`](super::reach::Reach): the names
+/// its `includedNamespaces` lists when they are plain names (a name without wildcards matches
+/// only itself) and the spec reads without error (else the typed path must see it for every
+/// workload, to report it); everywhere otherwise. Keys are [`namespace_key`]s.
+pub(crate) fn schedule_scope(object: &DynamicObject) -> Scope {
+    let Some(f) = Filters::read(object) else { return Scope::Everywhere };
+    let names: Option<Vec<String>> =
+        f.included.iter().map(|v| v.as_str().filter(|p| !p.contains(['*', '?'])).map(namespace_key)).collect();
+    match names {
+        Some(keys) if !keys.is_empty() => Scope::Keys(keys),
+        _ => Scope::Everywhere,
+    }
+}
+
+/// The [`Reach`](super::reach::Reach) key of a namespace.
+pub(crate) fn namespace_key(namespace: &str) -> String {
+    format!("ns\0{namespace}")
+}
+
+/// A Schedule's namespace and label filters, read from its JSON in place.
+struct Filters<'a> {
+    included: &'a [Value],
+    excluded: &'a [Value],
+    label_selector: Option<LabelSelector>,
+    or_selectors: Option<Vec<LabelSelector>>,
+}
+
+impl<'a> Filters<'a> {
+    /// The filters, when the spec reads as a [`VeleroScheduleSpec`] without error and has a
+    /// template: no allocation, except for label selectors (parsed as [`read_spec`] would
+    /// parse them, to be judged exactly alike). `None` for anything it does not vouch for (a
+    /// type it does not expect, a spec given as an array, no spec or template, which means no
+    /// filters), leaving the decision to the typed path.
+    fn read(object: &'a DynamicObject) -> Option<Filters<'a>> {
+        // No spec, or a `null` one, means no filters: every workload is covered.
+        let Some(Value::Object(spec)) = object.data.get("spec") else { return None };
+        let mut template = None;
+        for (key, value) in spec {
+            let readable = match key.as_str() {
+                "schedule" => value.is_null() || value.is_string(),
+                "paused" => value.is_null() || value.is_boolean(),
+                "template" => match value {
+                    Value::Object(t) => {
+                        template = Some(t);
+                        true
+                    }
+                    _ => false, // `null` (no filters, covered) or let serde judge
+                },
+                _ => true, // ignored by serde as well
+            };
+            if !readable {
+                return None;
+            }
+        }
+        // Without a template nothing filters: covered.
+        let template = template?;
+
+        let mut f = Filters { included: &[], excluded: &[], label_selector: None, or_selectors: None };
+        for (key, value) in template {
+            let readable = match key.as_str() {
+                "includedNamespaces" => strings(value).map(|v| f.included = v).is_some(),
+                "excludedNamespaces" => strings(value).map(|v| f.excluded = v).is_some(),
+                "labelSelector" => Option::<LabelSelector>::deserialize(value).map(|s| f.label_selector = s).is_ok(),
+                "orLabelSelectors" => {
+                    Option::<Vec<LabelSelector>>::deserialize(value).map(|s| f.or_selectors = s).is_ok()
+                }
+                "snapshotVolumes" => value.is_null() || value.is_boolean(),
+                "storageLocation" | "ttl" => value.is_null() || value.is_string(),
+                _ => true,
+            };
+            if !readable {
+                return None;
+            }
+        }
+        Some(f)
+    }
 }
 
 /// A `null` (as `[]`) or an array of strings, as an `Option<Vec<String>>` field reads without
@@ -808,6 +844,37 @@ mod tests {
             }
         }
         assert!(passed_over > 2_000 && vouched > 5_000, "{passed_over} passed over, {vouched} vouched for");
+    }
+
+    /// A Schedule filed under some namespaces only must be one the builder passes over (no
+    /// document entry, no warning) for a workload in any other namespace.
+    #[test]
+    fn schedules_are_filed_only_under_namespaces_they_can_cover() {
+        let workloads = workloads();
+        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        let (mut filed, mut kept_out) = (0, 0);
+        for _ in 0..20_000 {
+            let mut object = serde_json::json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+                "metadata": {"name": "s", "namespace": "velero"}});
+            if let Some(spec) = random_spec(&mut rng) {
+                object["spec"] = spec;
+            }
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let Scope::Keys(keys) = schedule_scope(&object) else { continue };
+            filed += 1;
+            for w in &workloads {
+                if !keys.contains(&namespace_key(w.namespace())) {
+                    kept_out += 1;
+                    assert!(
+                        passes_over(&object, w),
+                        "{:?} filed under {keys:?} but covers {}",
+                        object.data,
+                        w.namespace()
+                    );
+                }
+            }
+        }
+        assert!(filed > 100 && kept_out > 300, "{filed} filed by namespace, {kept_out} kept out");
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! objects ──> ObjectSource ──> build(&Workload, &dyn ObjectSource) ──> WorkloadContext ──> serde_json
 //! ```
 //!
-//! Every lookup the builder makes is scoped to the workload's namespace or to small cluster-wide
-//! sets (ClusterRoleBindings, ClusterRoles, StorageClasses, Velero Schedules), so building the
+//! Every lookup the builder makes is scoped to the workload's namespace, to the cluster-wide
+//! objects filed under its namespace or ServiceAccount ([`reach`]: ClusterRoleBindings, Velero
+//! Schedules), or to small cluster-wide sets (ClusterRoles, StorageClasses), so building the
 //! context of every workload in a 10,000-workload cluster stays linear in the number of workloads.
 
 mod backup;
@@ -23,6 +24,7 @@ mod error;
 mod network;
 mod objects;
 mod rbac;
+pub(crate) mod reach;
 pub mod selector;
 mod storage;
 mod strings;
@@ -33,3 +35,6 @@ pub use document::*;
 pub use error::ContextError;
 pub use objects::{BackupTools, Inserted, ObjectKey, ObjectSet, ObjectSource};
 pub use workload::Workload;
+
+pub(crate) use backup::{namespace_key, schedule_scope};
+pub(crate) use rbac::{cluster_binding_scope, service_account_keys};

@@ -2,7 +2,7 @@
 //! it over loose objects ([`ObjectSet`]), used by `crmrisk scan` and by tests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
@@ -19,6 +19,7 @@ use super::backup::{
     CnpgClusterSpec, PeerAuthenticationSpec, ScheduledBackupSpec, StorageLocationSpec, VeleroScheduleSpec, read_spec,
 };
 use super::error::{ContextError, display_name};
+use super::reach::Reach;
 use super::workload::Workload;
 use crate::model::WorkloadRef;
 
@@ -45,6 +46,13 @@ pub trait ObjectSource: Send + Sync {
     fn service_account(&self, namespace: &str, name: &str) -> Option<Arc<ServiceAccount>>;
     fn role_bindings(&self, namespace: &str) -> Vec<Arc<RoleBinding>>;
     fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>>;
+    /// At least every ClusterRoleBinding that may bind ServiceAccount `namespace/name`, in the
+    /// order of [`ObjectSource::cluster_role_bindings`]; the builder checks each. Sources with
+    /// many bindings answer from an index (see [`Reach`](super::reach::Reach)).
+    fn cluster_role_bindings_for(&self, namespace: &str, name: &str) -> Vec<Arc<ClusterRoleBinding>> {
+        let _ = (namespace, name);
+        self.cluster_role_bindings()
+    }
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>>;
     fn cluster_role(&self, name: &str) -> Option<Arc<ClusterRole>>;
     /// All ClusterRoles, to resolve `aggregationRule`s.
@@ -59,6 +67,12 @@ pub trait ObjectSource: Send + Sync {
     fn pod_disruption_budgets(&self, namespace: &str) -> Vec<Arc<PodDisruptionBudget>>;
     /// `velero.io/v1` Schedules in every namespace (a Schedule can cover any namespace).
     fn velero_schedules(&self) -> Vec<Arc<DynamicObject>>;
+    /// At least every Schedule that may cover namespace `namespace`, in the order of
+    /// [`ObjectSource::velero_schedules`]; the builder checks each.
+    fn velero_schedules_for(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        let _ = namespace;
+        self.velero_schedules()
+    }
     fn velero_backup_storage_location(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>>;
     /// `postgresql.cnpg.io/v1` Clusters.
     fn cnpg_clusters(&self, namespace: &str) -> Vec<Arc<DynamicObject>>;
@@ -161,6 +175,10 @@ pub struct ObjectSet {
     network_policies: Namespaced<NetworkPolicy>,
     pdbs: Namespaced<PodDisruptionBudget>,
     velero_schedules: Namespaced<DynamicObject>,
+    /// `cluster_role_bindings` and `velero_schedules` filed by what they can concern, built on
+    /// the first lookup after a change.
+    binding_reach: OnceLock<Reach<ClusterRoleBinding>>,
+    schedule_reach: OnceLock<Reach<DynamicObject>>,
     velero_locations: Namespaced<DynamicObject>,
     cnpg_clusters: Namespaced<DynamicObject>,
     cnpg_scheduled_backups: Namespaced<DynamicObject>,
@@ -222,6 +240,8 @@ impl ObjectSet {
     /// tool installed. An object whose fields have the wrong types is an error naming the object;
     /// nothing here panics on bad input.
     pub fn insert_value(&mut self, mut value: Value) -> Result<Inserted, ContextError> {
+        self.binding_reach = OnceLock::new();
+        self.schedule_reach = OnceLock::new();
         let (api_version, kind) = type_of(&value)?;
         let (group, version) = match api_version.rsplit_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
@@ -404,6 +424,12 @@ impl ObjectSource for ObjectSet {
     fn cluster_role_bindings(&self) -> Vec<Arc<ClusterRoleBinding>> {
         self.cluster_role_bindings.list()
     }
+    fn cluster_role_bindings_for(&self, namespace: &str, name: &str) -> Vec<Arc<ClusterRoleBinding>> {
+        let reach =
+            self.binding_reach.get_or_init(|| Reach::new(self.cluster_role_bindings(), super::cluster_binding_scope));
+        let [account, ns] = super::service_account_keys(namespace, name);
+        reach.candidates(&[&account, &ns])
+    }
     fn role(&self, namespace: &str, name: &str) -> Option<Arc<Role>> {
         self.roles.get(namespace, name)
     }
@@ -436,6 +462,10 @@ impl ObjectSource for ObjectSet {
     }
     fn velero_schedules(&self) -> Vec<Arc<DynamicObject>> {
         self.velero_schedules.all()
+    }
+    fn velero_schedules_for(&self, namespace: &str) -> Vec<Arc<DynamicObject>> {
+        let reach = self.schedule_reach.get_or_init(|| Reach::new(self.velero_schedules(), super::schedule_scope));
+        reach.candidates(&[&super::namespace_key(namespace)])
     }
     fn velero_backup_storage_location(&self, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
         self.velero_locations.get(namespace, name)

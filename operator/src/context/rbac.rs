@@ -11,10 +11,11 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 
 use super::document::{BindingInfo, Rbac, RoleRefInfo, RuleInfo};
 use super::objects::ObjectSource;
+use super::reach::Scope;
 use super::selector;
 
 pub(crate) fn rbac(namespace: &str, service_account: &str, src: &dyn ObjectSource) -> Rbac {
@@ -41,7 +42,7 @@ pub(crate) fn rbac(namespace: &str, service_account: &str, src: &dyn ObjectSourc
             rules,
         ));
     }
-    for crb in src.cluster_role_bindings() {
+    for crb in src.cluster_role_bindings_for(namespace, service_account) {
         if !applies(crb.subjects.as_deref(), None, namespace, service_account) {
             continue;
         }
@@ -98,6 +99,49 @@ fn applies(subjects: Option<&[Subject]>, binding_namespace: Option<&str>, sa_nam
         }
         _ => false,
     })
+}
+
+/// The ServiceAccounts and namespaces a ClusterRoleBinding can bind, for
+/// [`Reach`](super::reach::Reach): exactly the accounts [`applies`] would accept, as
+/// [`service_account_keys`] name them.
+pub(crate) fn cluster_binding_scope(crb: &ClusterRoleBinding) -> Scope {
+    let mut keys = Vec::new();
+    for s in crb.subjects.iter().flatten() {
+        match s.kind.as_str() {
+            // Without a namespace it names no account (a ClusterRoleBinding has none to lend).
+            "ServiceAccount" => {
+                if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty()) {
+                    keys.push(account_key(ns, &s.name));
+                }
+            }
+            // `<ns>:<name>`: every split at a colon, as `applies` tries the account's own.
+            "User" => {
+                if let Some(rest) = s.name.strip_prefix("system:serviceaccount:") {
+                    keys.extend(rest.match_indices(':').map(|(i, _)| account_key(&rest[..i], &rest[i + 1..])));
+                }
+            }
+            "Group" if s.name == "system:serviceaccounts" || s.name == "system:authenticated" => {
+                return Scope::Everywhere;
+            }
+            "Group" => {
+                if let Some(ns) = s.name.strip_prefix("system:serviceaccounts:") {
+                    keys.push(super::backup::namespace_key(ns));
+                }
+            }
+            _ => {}
+        }
+    }
+    Scope::Keys(keys)
+}
+
+/// The [`Reach`](super::reach::Reach) keys a ClusterRoleBinding of ServiceAccount
+/// `namespace/name` is filed under: the account's and its namespace's.
+pub(crate) fn service_account_keys(namespace: &str, name: &str) -> [String; 2] {
+    [account_key(namespace, name), super::backup::namespace_key(namespace)]
+}
+
+fn account_key(namespace: &str, name: &str) -> String {
+    format!("sa\0{namespace}\0{name}")
 }
 
 /// The rules of a ClusterRole, with aggregation resolved.
@@ -182,6 +226,57 @@ mod tests {
 
     fn set(values: Vec<serde_json::Value>) -> ObjectSet {
         ObjectSet::from_values(values).unwrap()
+    }
+
+    /// Filing a ClusterRoleBinding by ServiceAccount and namespace must never hide it from an
+    /// account it binds: every subject shape `applies` knows, against accounts that match and
+    /// accounts that only nearly do.
+    #[test]
+    fn cluster_bindings_are_filed_under_every_account_they_bind() {
+        let subject = |kind: &str, name: &str, namespace: Option<&str>| Subject {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: namespace.map(str::to_owned),
+            api_group: None,
+        };
+        let subjects = [
+            subject("ServiceAccount", "web", Some("crm")),
+            subject("ServiceAccount", "web", None),
+            subject("ServiceAccount", "web", Some("")),
+            subject("ServiceAccount", "web", Some("crm-prod")),
+            subject("User", "system:serviceaccount:crm:web", None),
+            subject("User", "system:serviceaccount:crm:we", None),
+            subject("User", "system:serviceaccount:crm:web:x", None),
+            subject("User", "system:serviceaccount:crm", None),
+            subject("User", "alice", None),
+            subject("Group", "system:serviceaccounts:crm", None),
+            subject("Group", "system:serviceaccounts:crm-prod", None),
+            subject("Group", "system:serviceaccounts", None),
+            subject("Group", "system:authenticated", None),
+            subject("Group", "admins", None),
+        ];
+        let accounts = [("crm", "web"), ("crm", "we"), ("crm", "web:x"), ("crm-prod", "web"), ("other", "web")];
+        let (mut bound, mut filed_away) = (0, 0);
+        // Every pair of subjects, so bindings with mixed scopes are covered too.
+        for a in &subjects {
+            for b in &subjects {
+                let crb = ClusterRoleBinding { subjects: Some(vec![a.clone(), b.clone()]), ..Default::default() };
+                let scope = cluster_binding_scope(&crb);
+                for (ns, name) in accounts {
+                    let candidate = match &scope {
+                        Scope::Everywhere => true,
+                        Scope::Keys(keys) => service_account_keys(ns, name).iter().any(|k| keys.contains(k)),
+                    };
+                    if applies(crb.subjects.as_deref(), None, ns, name) {
+                        bound += 1;
+                        assert!(candidate, "{:?} binds {ns}/{name} but is filed under {scope:?}", crb.subjects);
+                    } else if !candidate {
+                        filed_away += 1;
+                    }
+                }
+            }
+        }
+        assert!(bound > 50 && filed_away > 50, "{bound} bound, {filed_away} filed away");
     }
 
     fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> RuleInfo {
