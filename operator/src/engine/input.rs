@@ -11,10 +11,8 @@
 //! and arrays alike, non-negative integers as unsigned numbers (as serde_json reads them),
 //! non-finite floats as `null` (as serde_json writes them).
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use regorus::Value;
 use serde::ser::{self, Serialize};
@@ -318,9 +316,9 @@ impl<'a> ser::Serializer for ToValue<'a> {
         seq.variant = Some(variant);
         Ok(seq)
     }
-    fn serialize_map(self, len: Option<usize>) -> Result<Map<'a>, Error> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Map<'a>, Error> {
         self.counter.add(2)?;
-        Ok(Map { counter: self.counter, entries: Vec::with_capacity(len.unwrap_or(0)), key: None, variant: None })
+        Ok(Map { counter: self.counter, entries: BTreeMap::new(), key: None, variant: None })
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Map<'a>, Error> {
         self.serialize_map(Some(len))
@@ -337,40 +335,6 @@ impl<'a> ser::Serializer for ToValue<'a> {
         let mut map = self.serialize_map(Some(len))?;
         map.variant = Some(variant);
         Ok(map)
-    }
-}
-
-thread_local! {
-    /// Field names as regorus strings, by the address and length of their `&'static str`:
-    /// every document has the same few hundred names, so each is allocated once per thread,
-    /// not once per field.
-    static FIELD_NAMES: RefCell<HashMap<(usize, usize), Value, BuildHasherDefault<AddressHasher>>> =
-        RefCell::new(HashMap::default());
-}
-
-fn field_name(name: &'static str) -> Value {
-    FIELD_NAMES.with(|names| {
-        names.borrow_mut().entry((name.as_ptr() as usize, name.len())).or_insert_with(|| Value::from(name)).clone()
-    })
-}
-
-/// A multiplicative hash for the field-name cache's address keys: the default SipHash cost
-/// more than the allocation the cache saves.
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        bytes.iter().for_each(|b| self.write_u64(u64::from(*b)));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -451,9 +415,10 @@ impl ser::SerializeTupleVariant for Seq<'_> {
 /// An object being built.
 struct Map<'a> {
     counter: &'a mut Counter,
-    /// In serialization order; sorted (and deduplicated, the last value winning as in a JSON
-    /// object read back) when the object is built.
-    entries: Vec<(Value, Value)>,
+    /// A repeated key keeps its last value, as when JSON text is read back. (Measured: an
+    /// insert per field costs less than collecting and sorting, and less than caching the
+    /// field-name strings, which a hash lookup per field outweighed.)
+    entries: BTreeMap<Value, Value>,
     /// The key `serialize_key` gave, waiting for its value.
     key: Option<Value>,
     variant: Option<&'static str>,
@@ -462,7 +427,7 @@ struct Map<'a> {
 impl Map<'_> {
     fn entry<T: Serialize + ?Sized>(&mut self, key: Value, value: &T) -> Result<(), Error> {
         let v = value.serialize(ToValue { counter: self.counter })?;
-        self.entries.push((key, v));
+        self.entries.insert(key, v);
         Ok(())
     }
 
@@ -473,9 +438,7 @@ impl Map<'_> {
     }
 
     fn finish(self) -> Result<Value, Error> {
-        // `BTreeMap`'s `FromIterator` sorts once and builds the tree in bulk, cheaper than an
-        // insert per field; equal keys keep the last value.
-        Ok(wrap(self.variant, Value::from(self.entries.into_iter().collect::<BTreeMap<_, _>>())))
+        Ok(wrap(self.variant, Value::from(self.entries)))
     }
 }
 
@@ -509,7 +472,7 @@ impl ser::SerializeStruct for Map<'_> {
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         self.separators()?;
         self.counter.string(key)?;
-        self.entry(field_name(key), value)
+        self.entry(Value::from(key), value)
     }
     fn end(self) -> Result<Value, Error> {
         self.finish()
