@@ -6,7 +6,7 @@
 //! the same document for the same objects, and therefore the same findings.
 //!
 //! ```text
-//! objects ──> ObjectSource ──> build(&Workload, &dyn ObjectSource) ──> WorkloadContext ──> serde_json
+//! objects ──> ObjectSource ──> build(&Workload, &dyn ObjectSource) ──> WorkloadContext ──> engine::Input
 //! ```
 //!
 //! Every lookup the builder makes is scoped to the workload's namespace, to the cluster-wide
