@@ -811,6 +811,16 @@ mod tests {
         }
     }
 
+    /// A Schedule `velero/s` with a [`random_spec`] (or none).
+    fn random_schedule(rng: &mut Rng) -> DynamicObject {
+        let mut object = serde_json::json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
+            "metadata": {"name": "s", "namespace": "velero"}});
+        if let Some(spec) = random_spec(rng) {
+            object["spec"] = spec;
+        }
+        serde_json::from_value(object).unwrap()
+    }
+
     /// `passes_over` may skip a Schedule only when the typed path would read it without a
     /// warning and then find that it does not cover the workload; for well-formed specs written
     /// as objects it must reach the same verdict.
@@ -820,12 +830,7 @@ mod tests {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let (mut passed_over, mut vouched) = (0, 0);
         for _ in 0..20_000 {
-            let mut object = serde_json::json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
-                "metadata": {"name": "s", "namespace": "velero"}});
-            if let Some(spec) = random_spec(&mut rng) {
-                object["spec"] = spec;
-            }
-            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let object = random_schedule(&mut rng);
             let typed = read_spec::<VeleroScheduleSpec>(&object);
             for w in &workloads {
                 let fast = passes_over(&object, w);
@@ -854,12 +859,7 @@ mod tests {
         let mut rng = Rng(0x6a09_e667_f3bc_c908);
         let (mut filed, mut kept_out) = (0, 0);
         for _ in 0..20_000 {
-            let mut object = serde_json::json!({"apiVersion": "velero.io/v1", "kind": "Schedule",
-                "metadata": {"name": "s", "namespace": "velero"}});
-            if let Some(spec) = random_spec(&mut rng) {
-                object["spec"] = spec;
-            }
-            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let object = random_schedule(&mut rng);
             let Scope::Keys(keys) = schedule_scope(&object) else { continue };
             filed += 1;
             for w in &workloads {
