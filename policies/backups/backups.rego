@@ -9,10 +9,6 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-min_retention_days := input.params.backups.minRetentionDays
-
-max_interval_hours := input.params.backups.maxIntervalHours
-
 any_backup_tool if input.backup.tools.velero
 else := true if input.backup.tools.cnpg
 
@@ -111,10 +107,10 @@ timed_schedules := [s |
 ]
 
 stateful_findings contains f if {
-	is_number(max_interval_hours)
+	is_number(input.params.backups.maxIntervalHours)
 	count(timed_schedules) > 0
 	shortest := min([s.intervalHours | some s in timed_schedules])
-	shortest > max_interval_hours
+	shortest > input.params.backups.maxIntervalHours
 	f := {
 		"id": "BKP-003",
 		"message": sprintf(
@@ -122,7 +118,7 @@ stateful_findings contains f if {
 			[
 				data.crmrisk.lib.workload_desc, shortest,
 				concat(", ", sort([sprintf("%s/%s every %vh", [s.namespace, s.name, s.intervalHours]) | some s in timed_schedules])),
-				max_interval_hours, shortest,
+				input.params.backups.maxIntervalHours, shortest,
 			],
 		),
 		"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in timed_schedules]),
@@ -144,10 +140,10 @@ ttl_desc(s) := s.ttl if is_string(s.ttl)
 else := sprintf("%vh (default)", [s.ttlHours])
 
 stateful_findings contains f if {
-	is_number(min_retention_days)
+	is_number(input.params.backups.minRetentionDays)
 	count(kept_schedules) > 0
 	longest := max([s.ttlHours | some s in kept_schedules]) / 24
-	longest < min_retention_days
+	longest < input.params.backups.minRetentionDays
 	f := {
 		"id": "BKP-004",
 		"message": sprintf(
@@ -155,7 +151,7 @@ stateful_findings contains f if {
 			[
 				data.crmrisk.lib.workload_desc, longest,
 				concat(", ", sort([sprintf("%s/%s ttl %s", [s.namespace, s.name, ttl_desc(s)]) | some s in kept_schedules])),
-				min_retention_days,
+				input.params.backups.minRetentionDays,
 			],
 		),
 		"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in kept_schedules]),
@@ -163,16 +159,16 @@ stateful_findings contains f if {
 }
 
 cnpg_findings contains f if {
-	is_number(min_retention_days)
+	is_number(input.params.backups.minRetentionDays)
 	some cl in input.backup.cnpg.clusters
 	cl.backupConfigured
 	is_number(cl.retentionDays)
-	cl.retentionDays < min_retention_days
+	cl.retentionDays < input.params.backups.minRetentionDays
 	f := {
 		"id": "BKP-004",
 		"message": sprintf(
 			"CloudNativePG Cluster %s used by %s keeps backups for %v days (retentionPolicy %s), fewer than the %v days required",
-			[lib.qualified(cl.name), data.crmrisk.lib.workload_desc, cl.retentionDays, cl.retentionPolicy, min_retention_days],
+			[lib.qualified(cl.name), data.crmrisk.lib.workload_desc, cl.retentionDays, cl.retentionPolicy, input.params.backups.minRetentionDays],
 		),
 		"evidence": [cluster_ref(cl), data.crmrisk.lib.workload_ref],
 	}

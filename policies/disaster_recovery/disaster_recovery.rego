@@ -9,9 +9,9 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-replicas := input.workload.replicas
-
-min_replicas := input.params.disasterRecovery.minReplicas
+# The rules read the replica count and minReplicas as input paths (input.workload.replicas,
+# input.params.disasterRecovery.minReplicas), not through alias rules: on regorus' VM each rule
+# read is a call (BENCHMARKS.md, "Instructions").
 
 pdb_checked if object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
 
@@ -31,13 +31,13 @@ pdb_ref(pdb) := {"kind": "PodDisruptionBudget", "namespace": input.workload.name
 
 findings contains f if {
 	data.crmrisk.lib.has_replicas
-	is_number(min_replicas)
-	replicas < min_replicas
+	is_number(input.params.disasterRecovery.minReplicas)
+	input.workload.replicas < input.params.disasterRecovery.minReplicas
 	f := {
 		"id": "DR-001",
 		"message": sprintf(
 			"%s runs %v replica(s), fewer than the %v required: the loss of one pod or node makes it unavailable",
-			[data.crmrisk.lib.workload_desc, replicas, min_replicas],
+			[data.crmrisk.lib.workload_desc, input.workload.replicas, input.params.disasterRecovery.minReplicas],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}
@@ -55,7 +55,7 @@ findings contains f if {
 		"id": "DR-002",
 		"message": sprintf(
 			"%s has %v replicas but no PodDisruptionBudget: a node drain or cluster upgrade may evict all of them at once",
-			[data.crmrisk.lib.workload_desc, replicas],
+			[data.crmrisk.lib.workload_desc, input.workload.replicas],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}
@@ -69,10 +69,10 @@ blocks_evictions(pdb) := "maxUnavailable is 0" if {
 	pdb.maxUnavailable in {0, "0%"}
 } else := "minAvailable is 100%" if {
 	pdb.minAvailable == "100%"
-} else := sprintf("minAvailable %v is not lower than the %v replicas", [pdb.minAvailable, replicas]) if {
+} else := sprintf("minAvailable %v is not lower than the %v replicas", [pdb.minAvailable, input.workload.replicas]) if {
 	is_number(pdb.minAvailable)
 	data.crmrisk.lib.has_replicas
-	pdb.minAvailable >= replicas
+	pdb.minAvailable >= input.workload.replicas
 }
 
 findings contains f if {
@@ -101,7 +101,7 @@ findings contains f if {
 		"id": "DR-004",
 		"message": sprintf(
 			"%s has %v replicas but no topologySpreadConstraint or pod anti-affinity on topology.kubernetes.io/zone: they may all run in one zone and fail with it",
-			[data.crmrisk.lib.workload_desc, replicas],
+			[data.crmrisk.lib.workload_desc, input.workload.replicas],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}
@@ -181,10 +181,10 @@ protects_nothing(pdb) := "minAvailable is 0" if {
 	pdb.minAvailable in {0, "0%"}
 } else := "maxUnavailable is 100%" if {
 	pdb.maxUnavailable == "100%"
-} else := sprintf("maxUnavailable %v is not lower than the %v replicas", [pdb.maxUnavailable, replicas]) if {
+} else := sprintf("maxUnavailable %v is not lower than the %v replicas", [pdb.maxUnavailable, input.workload.replicas]) if {
 	is_number(pdb.maxUnavailable)
 	data.crmrisk.lib.has_replicas
-	pdb.maxUnavailable >= replicas
+	pdb.maxUnavailable >= input.workload.replicas
 }
 
 findings contains f if {
