@@ -9,7 +9,10 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-storage_checked if object.get(input, ["params", "encryption", "requireEncryptedStorage"], true) != false
+# A switch (requireEncryptedStorage, ...) is read with object.get in place where a group is tried
+# once per evaluation, and tested after the conditions that pick a finding where its rule is read
+# in several bodies (db_tls_checked): on regorus' VM the first read of a rule is a call, and
+# costs more than the test itself (BENCHMARKS.md, "Instructions").
 
 # The storage rules write the StorageClass's evidence and description out in each finding rather
 # than through helper functions: a function call costs thousands of machine instructions on
@@ -28,8 +31,8 @@ resolved_claims := [c |
 # costs thousands of machine instructions even when its first line fails (BENCHMARKS.md,
 # "Instructions").
 findings contains f if {
-	storage_checked
 	count(input.storage.claims) > 0
+	object.get(input, ["params", "encryption", "requireEncryptedStorage"], true) != false
 	some f in storage_findings
 }
 
@@ -151,13 +154,11 @@ unresolved_findings contains f if {
 # ENC-004: Ingress serving the workload over plain HTTP
 # ---------------------------------------------------------------------------------------------
 
-ingress_tls_checked if object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
-
 # The Ingress rules (ENC-004) are tried only when requireIngressTLS is on and the workload is
 # behind an Ingress (see the storage group above).
 findings contains f if {
-	ingress_tls_checked
 	count(input.ingresses) > 0
+	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
 	some f in ingress_findings
 }
 
@@ -225,10 +226,10 @@ where(conn) := sprintf("env %s", [conn.env]) if is_string(conn.env)
 else := "args"
 
 findings contains f if {
-	db_tls_checked
 	some c in input.containers
 	some mode in c.pgsslmode.values
 	not mode in data.crmrisk.lib.tls_sslmodes
+	db_tls_checked
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -241,11 +242,11 @@ findings contains f if {
 }
 
 findings contains f if {
-	db_tls_checked
 	some c in input.containers
 	some conn in c.connections
 	some mode in conn.sslmodes
 	not mode in data.crmrisk.lib.tls_sslmodes
+	db_tls_checked
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -260,13 +261,13 @@ findings contains f if {
 # A PostgreSQL connection that names no sslmode gets libpq's default, prefer, unless PGSSLMODE
 # is set (JDBC's ssl=true means verify-full).
 findings contains f if {
-	db_tls_checked
 	some c in input.containers
 	not c.pgsslmode.set
 	some conn in c.connections
 	conn.postgres
 	count(conn.sslmodes) == 0
 	not conn.jdbcSslTrue
+	db_tls_checked
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
