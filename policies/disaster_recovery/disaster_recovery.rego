@@ -13,6 +13,9 @@ import data.crmrisk.lib
 # input.params.disasterRecovery.minReplicas), not through alias rules: on regorus' VM each rule
 # read is a call (BENCHMARKS.md, "Instructions").
 
+# The switches (requirePodDisruptionBudget, requireZoneSpread) are tested after the conditions
+# that pick a finding: they are nearly always on, and on regorus' VM the first read of a rule is
+# a call that costs more than most tests (BENCHMARKS.md, "Instructions").
 pdb_checked if object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
 
 # DR-003 and DR-008 test the reason they get (`reason` alone on a line) before building the
@@ -48,9 +51,9 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	pdb_checked
-	data.crmrisk.lib.replicated
 	count(input.podDisruptionBudgets) == 0
+	data.crmrisk.lib.replicated
+	pdb_checked
 	f := {
 		"id": "DR-002",
 		"message": sprintf(
@@ -94,9 +97,9 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	object.get(input, ["params", "disasterRecovery", "requireZoneSpread"], true) != false
 	data.crmrisk.lib.replicated
 	not data.crmrisk.lib.zone_spread
+	object.get(input, ["params", "disasterRecovery", "requireZoneSpread"], true) != false
 	f := {
 		"id": "DR-004",
 		"message": sprintf(
@@ -188,11 +191,11 @@ protects_nothing(pdb) := "minAvailable is 0" if {
 }
 
 findings contains f if {
-	pdb_checked
 	data.crmrisk.lib.replicated
 	some pdb in input.podDisruptionBudgets
 	reason := protects_nothing(pdb)
 	reason # see pdb_desc
+	pdb_checked
 	f := {
 		"id": "DR-008",
 		"message": sprintf(
