@@ -24,10 +24,10 @@ sa_ref := {"kind": "ServiceAccount", "namespace": input.workload.namespace, "nam
 # written out, not a function call: it runs for every binding, and on regorus' VM a call costs
 # thousands of machine instructions (BENCHMARKS.md, "Instructions").
 admin_bindings contains i if {
-	object.get(input, ["params", "rbac", "forbidClusterAdmin"], true) != false
 	some i, b in input.rbac.bindings
 	b.roleRef.kind == "ClusterRole"
 	b.roleRef.name == "cluster-admin"
+	object.get(input, ["params", "rbac", "forbidClusterAdmin"], true) != false
 }
 
 # Bindings RBAC-002, RBAC-003 and RBAC-006 look into: not reported by RBAC-001, with a rule that
@@ -69,6 +69,9 @@ findings contains f if {
 
 wildcards_checked if object.get(input, ["params", "rbac", "forbidWildcards"], true) != false
 
+# RBAC-001, RBAC-004 and RBAC-005 test their switch after the conditions that pick a finding:
+# it is nearly always on, and on regorus' VM the first read of a rule is a call that costs more
+# than most tests (BENCHMARKS.md, "Instructions").
 token_automount_checked if object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
 
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them.
@@ -197,9 +200,9 @@ binding_findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	token_automount_checked
 	input.serviceAccount.isDefault
 	input.serviceAccount.automountToken
+	token_automount_checked
 	f := {
 		"id": "RBAC-004",
 		"message": sprintf(
@@ -215,11 +218,11 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	token_automount_checked
+	count(input.rbac.bindings) == 0
 	not input.serviceAccount.isDefault
 	input.serviceAccount.found
 	input.serviceAccount.automountToken
-	count(input.rbac.bindings) == 0
+	token_automount_checked
 	f := {
 		"id": "RBAC-005",
 		"message": sprintf(
