@@ -336,7 +336,8 @@ else := true if object.get(s, "defaultVolumesToFsBackup", false) == true
 # Opt-in file-system backup of named volumes, by pod annotation.
 fs_backup_annotated if object.get(input.workload.podAnnotations, "backup.velero.io/backup-volumes", "") != ""
 
-findings contains f if {
+# In the Velero group: a workload with volumes keeps state.
+stateful_findings contains f if {
 	data.crmrisk.lib.has_claims
 	count(active_schedules) > 0
 	not fs_backup_annotated
