@@ -269,8 +269,8 @@ test_rbac006_read_only_pods if {
 }
 
 # The guards' sets are written out in rbac.rego; they must name exactly what escalation_grants
-# names (plus `*`), and a binding with a rule on any of those resources or on Secrets must be
-# among the bindings the three rules review.
+# names (plus `*`), and a binding with a rule on any of those resources or on Secrets, or with
+# the verb `*`, must be among the bindings the three rules review (one on configmaps is not).
 test_rbac006_guard_sets_match_escalation_grants if {
 	rbac.escalation_resources == {g.resource | some g in rbac.escalation_grants} | {"*"}
 	rbac.escalation_verbs == {g.verb | some g in rbac.escalation_grants} | {"*"}
@@ -278,6 +278,10 @@ test_rbac006_guard_sets_match_escalation_grants if {
 		reviewed := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], [res], ["get"])])])
 		reviewed == {0}
 	}
+	star := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["*"])])])
+	star == {0}
+	plain := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["get", "list"])])])
+	plain == set()
 }
 
 # ---------------------------------------------------------------------------------------------
