@@ -106,10 +106,16 @@ timed_schedules := [s |
 	is_number(s.intervalHours)
 ]
 
+# BKP-003 and BKP-004 test the shortest interval and the longest ttl over the active schedules
+# themselves and read timed_schedules and kept_schedules only for the finding: on regorus' VM the
+# first read of a rule is a call, and most workloads with state have a schedule that passes. With
+# no timed (or kept) schedule, min (max) of [] is undefined and the comparison fails.
 stateful_findings contains f if {
 	is_number(input.params.backups.maxIntervalHours)
-	count(timed_schedules) > 0
-	shortest := min([s.intervalHours | some s in timed_schedules])
+	shortest := min([s.intervalHours |
+		some s in active_schedules
+		is_number(s.intervalHours)
+	])
 	shortest > input.params.backups.maxIntervalHours
 	f := {
 		"id": "BKP-003",
@@ -141,8 +147,11 @@ else := sprintf("%vh (default)", [s.ttlHours])
 
 stateful_findings contains f if {
 	is_number(input.params.backups.minRetentionDays)
-	count(kept_schedules) > 0
-	longest := max([s.ttlHours | some s in kept_schedules]) / 24
+	longest := max([s.ttlHours |
+		some s in active_schedules
+		is_number(s.ttlHours)
+		s.ttlHours > 0
+	]) / 24
 	longest < input.params.backups.minRetentionDays
 	f := {
 		"id": "BKP-004",
