@@ -21,6 +21,9 @@
 # Also runs `opa test` on the library, so the Rego unit tests are known to pass under OPA too,
 # and `bench_inputs assess` for the whole per-workload pipeline (context build + Rego + scoring).
 #
+# BENCH_PGO=1 measures the profile-guided build of bench/pgo-build.sh instead of the plain
+# release build (trained on other inputs than these).
+#
 # Results go to target/bench/engine-vs-opa/ (inputs, findings, summary.json).
 set -euo pipefail
 N="${1:-10000}"
@@ -45,9 +48,16 @@ else
 fi
 
 # --- crmrisk -------------------------------------------------------------------------------------
-echo "[bench] building crmrisk (release)" >&2
-(cd "$root" && cargo build --release --quiet -p crmrisk --example bench_inputs)
-bench_inputs="$root/target/release/examples/bench_inputs"
+if [ "${BENCH_PGO:-0}" = 1 ]; then
+  echo "[bench] building crmrisk with profile-guided optimization (bench/pgo-build.sh)" >&2
+  bench_inputs="$("$root/bench/pgo-build.sh")/bench_inputs"
+  build="release, profile-guided (bench/pgo-build.sh)"
+else
+  build="release"
+  echo "[bench] building crmrisk (release)" >&2
+  (cd "$root" && cargo build --release --quiet -p crmrisk --example bench_inputs)
+  bench_inputs="$root/target/release/examples/bench_inputs"
+fi
 
 echo "[bench] opa test on the library" >&2
 policies_copy="$out/policies"
@@ -145,10 +155,10 @@ echo "[bench] crmrisk: whole pipeline (context build + Rego + scoring)" >&2
 pipeline="$("${pin[@]}" "$bench_inputs" assess --count "$N")"
 
 printf '%s\n%s\n%s\n%s\n%s\n' "$ours" "$theirs" "$pipeline" "$interp" "$instructions" | jq -s '.' >"$out/summary.json"
-jq -r --argjson ir "$instructions" --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
+jq -r --argjson ir "$instructions" --argjson rr "$round_ratios" --arg cores "$(nproc)" --arg rounds "$rounds" --arg build "$build" --arg pinned "$([ ${#pin[@]} -gt 0 ] && echo "to core ${BENCH_CPU:-0}" || echo no)" '
   def f(x): (x * 100 | round) / 100;
   .[0] as $c | .[1] as $o | .[2] as $p | .[3] as $i |
-  "inputs: \($c.count), findings: \($c.findings) (identical in all three), cores: \($cores), engines pinned: \($pinned), fastest of \($rounds) rounds",
+  "inputs: \($c.count), findings: \($c.findings) (identical in all three), cores: \($cores), engines pinned: \($pinned), fastest of \($rounds) rounds, crmrisk build: \($build)",
   "",
   "Rego evaluation only (library compiled once, inputs pre-parsed):",
   "  crmrisk (regorus VM):          \(f($c.evals_per_second)) evals/s wall, \(f($c.cpu_seconds)) s CPU (\(f($c.evals_per_cpu_second)) evals per CPU second, \(f($c.cpu_seconds / $c.count * 1000000)) us each)",

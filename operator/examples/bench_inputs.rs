@@ -1,16 +1,18 @@
 //! Inputs and timings for the engine-vs-OPA benchmark (`bench/engine-vs-opa.sh`).
 //!
 //! ```text
-//! bench_inputs generate --count N --out inputs.jsonl
+//! bench_inputs generate --count N --out inputs.jsonl [--seed S]
 //!     N Rego input documents (exactly what the engine evaluates, `params` included), one per
-//!     line, from the same generator as the criterion bench (benches/support/gen.rs).
+//!     line, from the same generator as the criterion bench (benches/support/gen.rs). `--seed`
+//!     picks another cluster of the same kind (the default is the benchmarks' seed); the
+//!     profile-guided build trains on one (bench/pgo-build.sh).
 //! bench_inputs eval --inputs inputs.jsonl --out findings.jsonl [--warmup W] [--only AREA] [--backend vm|interpreter]
 //!     Evaluates every input with crmrisk's engine (policy compiled once, inputs parsed before
 //!     the clock starts), writes the findings of each input, prints a JSON summary with the
 //!     wall and CPU (user+sys, getrusage) time of the evaluations alone. `--only rbac` (or
 //!     encryption, backups, disasterRecovery) compiles one area, to see where the time goes;
 //!     `--backend interpreter` evaluates on regorus' interpreter instead of its VM (the default).
-//! bench_inputs assess --count N [--warmup W]
+//! bench_inputs assess --count N [--warmup W] [--seed S]
 //!     The whole per-workload pipeline as the operator runs it (context build + Rego + scoring)
 //!     over N generated workloads; prints the same summary.
 //! bench_inputs compare A.jsonl B.jsonl
@@ -64,6 +66,17 @@ impl Args {
     fn required(&self, flag: &str) -> Result<&str> {
         self.value(flag).ok_or_else(|| format!("{flag} is required"))
     }
+    /// `--seed S` (decimal or 0x hex, `_` allowed), the benchmarks' seed without it.
+    fn seed(&self) -> Result<u64> {
+        match self.value("--seed") {
+            None => Ok(generator::SEED),
+            Some(v) => match v.replace('_', "").strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => v.replace('_', "").parse(),
+            }
+            .map_err(|_| format!("--seed {v}: not a number")),
+        }
+    }
     fn number(&self, flag: &str, default: usize) -> Result<usize> {
         match self.value(flag) {
             None => Ok(default),
@@ -83,8 +96,8 @@ fn workload_of(input: &Value) -> String {
 }
 
 /// The generated cluster as an object set.
-fn generated(count: usize) -> Result<ObjectSet> {
-    let set = ObjectSet::from_values(generator::generate(count, generator::SEED)).map_err(|e| e.to_string())?;
+fn generated(count: usize, seed: u64) -> Result<ObjectSet> {
+    let set = ObjectSet::from_values(generator::generate(count, seed)).map_err(|e| e.to_string())?;
     if set.workloads().len() != count {
         return Err(format!("generator made {} workloads, not {count}", set.workloads().len()));
     }
@@ -95,7 +108,7 @@ fn generate(args: &Args) -> Result<()> {
     let count = args.number("--count", 10_000)?;
     let out = PathBuf::from(args.required("--out")?);
     let t0 = Instant::now();
-    let objects = generated(count)?;
+    let objects = generated(count, args.seed()?)?;
     let generated_in = t0.elapsed();
     let params = serde_json::to_value(&CRMRiskPolicySpec::default().checks).map_err(|e| e.to_string())?;
     let file = std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -196,7 +209,7 @@ fn eval(args: &Args) -> Result<()> {
 fn assess(args: &Args) -> Result<()> {
     let count = args.number("--count", 10_000)?;
     let warmup = args.number("--warmup", 200)?;
-    let objects = generated(count)?;
+    let objects = generated(count, args.seed()?)?;
     let policy = CompiledPolicy::compile("default", &CRMRiskPolicySpec::default(), Vec::new(), Limits::default())
         .map_err(|e| e.to_string())?;
     let mut evaluator = policy.evaluator();
