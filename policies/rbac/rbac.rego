@@ -266,6 +266,9 @@ escalation_candidate(r) if {
 	v in escalation_verbs
 }
 
+# A candidate rule is joined with escalation_grants by lib.grants' test written out, not by a
+# call for each of the twelve grants: a function call costs thousands of machine instructions on
+# regorus' VM (BENCHMARKS.md, "Instructions").
 binding_findings contains f if {
 	some i in narrow_bindings
 	b := input.rbac.bindings[i]
@@ -274,7 +277,12 @@ binding_findings contains f if {
 		escalation_candidate(r)
 		not wildcard_reported(r)
 		some g in escalation_grants
-		lib.grants(r, g.group, g.resource, g.verb)
+		some res in r.resources
+		res in {g.resource, "*"}
+		some v in r.verbs
+		v in {g.verb, "*"}
+		some group in r.apiGroups
+		group in {g.group, "*"}
 	})
 	count(whats) > 0
 	f := object.union(
