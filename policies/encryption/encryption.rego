@@ -225,6 +225,16 @@ else := 3
 where(conn) := sprintf("env %s", [conn.env]) if is_string(conn.env)
 else := "args"
 
+# The rules that read the containers' connection strings (two ENC-005 rules and the ENC-006 rule
+# for a password in a URL) form one group, tried only when a container has a connection
+# (c.connections[0]): many workloads have none, and on regorus' VM each rule body tried costs
+# thousands of machine instructions (BENCHMARKS.md, "Instructions").
+findings contains f if {
+	some c in input.containers
+	c.connections[0]
+	some f in connection_findings
+}
+
 findings contains f if {
 	some c in input.containers
 	some mode in c.pgsslmode.values
@@ -241,7 +251,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
+connection_findings contains f if {
 	some c in input.containers
 	some conn in c.connections
 	some mode in conn.sslmodes
@@ -260,7 +270,7 @@ findings contains f if {
 
 # A PostgreSQL connection that names no sslmode gets libpq's default, prefer, unless PGSSLMODE
 # is set (JDBC's ssl=true means verify-full).
-findings contains f if {
+connection_findings contains f if {
 	some c in input.containers
 	not c.pgsslmode.set
 	some conn in c.connections
@@ -296,7 +306,7 @@ findings contains f if {
 	}
 }
 
-findings contains f if {
+connection_findings contains f if {
 	some c in input.containers
 	some conn in c.connections
 	conn.urlPassword
