@@ -165,6 +165,15 @@ test_dr004_preferred_anti_affinity if {
 	silent("DR-004", inp)
 }
 
+# zone_spread writes lib.zone_keys out: each key, in each form, spreads the replicas.
+test_dr004_zone_keys_are_libs if {
+	every key in data.crmrisk.lib.zone_keys {
+		silent("DR-004", spread({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule"}]}))
+		silent("DR-004", spread({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": key}]}}}))
+		silent("DR-004", spread({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {"topologyKey": key}}]}}}))
+	}
+}
+
 test_dr004_not_for_a_single_replica if {
 	silent("DR-004", object.union(spread({}), {"workload": {"replicas": 1}}))
 }

@@ -172,6 +172,35 @@ test_enc003_known_provisioners_are_the_ones_read if {
 	data.crmrisk.lib.known_provisioners == ((data.crmrisk.lib.aws_ebs_provisioners | data.crmrisk.lib.gce_pd_provisioners) | data.crmrisk.lib.azure_disk_provisioners) | data.crmrisk.lib.ceph_rbd_provisioners
 }
 
+# at_rest_problem writes lib's provisioner sets out: each provisioner of a set, without
+# encryption parameters, gets that set's finding, and ENC-003 only outside known_provisioners.
+test_enc001_to_003_provisioner_sets_are_libs if {
+	every p in data.crmrisk.lib.aws_ebs_provisioners {
+		encryption.at_rest_problem({"provisioner": p}).id == "ENC-001"
+		encryption.at_rest_problem({"provisioner": p, "parameters": {"encrypted": "true"}}).id == "ENC-002"
+	}
+	every p in data.crmrisk.lib.gce_pd_provisioners {
+		encryption.at_rest_problem({"provisioner": p}).id == "ENC-002"
+	}
+	every p in data.crmrisk.lib.azure_disk_provisioners {
+		encryption.at_rest_problem({"provisioner": p}).id == "ENC-002"
+	}
+	every p in data.crmrisk.lib.ceph_rbd_provisioners {
+		encryption.at_rest_problem({"provisioner": p}).id == "ENC-001"
+	}
+	encryption.at_rest_problem({"provisioner": "nfs.csi.k8s.io"}).id == "ENC-003"
+}
+
+# ENC-005 writes lib.tls_sslmodes out: those modes, and only those, are not reported.
+test_enc005_tls_sslmodes_are_libs if {
+	every mode in data.crmrisk.lib.tls_sslmodes {
+		silent("ENC-005", client(pgsslmode(mode)))
+	}
+	every mode in {"disable", "allow", "prefer"} {
+		fires("ENC-005", client(pgsslmode(mode)))
+	}
+}
+
 # ---------------------------------------------------------------------------------------------
 # ENC-004 Ingress without TLS
 # ---------------------------------------------------------------------------------------------

@@ -115,6 +115,12 @@ ceph_rbd_provisioners := {"rbd.csi.ceph.com", "kubernetes.io/rbd"}
 # Provisioners whose encryption parameters the encryption rules understand: the four sets above,
 # written out rather than their union, which regorus' VM would build again in every evaluation
 # (BENCHMARKS.md, "Instructions"). encryption_test checks that they match.
+#
+# These sets (and tls_sslmodes and zone_keys below) are for custom policies: the library writes
+# them out where it tests them, as on regorus' VM the first read of a rule, even a constant one,
+# is a call, and a literal set is loaded by one instruction. encryption_test checks that the
+# encryption rules pick a finding by the provisioners of these sets, disaster_recovery_test that
+# zone_spread reads both zone keys.
 known_provisioners := {
 	"ebs.csi.aws.com", "kubernetes.io/aws-ebs", "pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
 	"disk.csi.azure.com", "kubernetes.io/azure-disk", "rbd.csi.ceph.com", "kubernetes.io/rbd",
@@ -177,20 +183,21 @@ pod_spec := object.get(input, ["workload", "podSpec"], {})
 # iterates, and regorus 0.14.1's VM never takes an `else` after a body that iterates
 # (operator/tests/engine.rs, the_vm_skips_an_else_after_an_iterating_body). Each form iterates
 # an input path, not object.get(pod_spec, path, []): a missing path iterates nothing either way,
-# and the path costs regorus' VM less than a rule read and a builtin call per form.
+# and the path costs regorus' VM less than a rule read and a builtin call per form. The zone keys
+# are zone_keys written out (see known_provisioners).
 zone_spread if {
 	some tsc in input.workload.podSpec.topologySpreadConstraints
-	tsc.topologyKey in zone_keys
+	tsc.topologyKey in {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"}
 }
 
 zone_spread if {
 	some term in input.workload.podSpec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution
-	term.topologyKey in zone_keys
+	term.topologyKey in {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"}
 }
 
 zone_spread if {
 	some w in input.workload.podSpec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution
-	w.podAffinityTerm.topologyKey in zone_keys
+	w.podAffinityTerm.topologyKey in {"topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone"}
 }
 
 
