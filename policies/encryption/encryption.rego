@@ -9,10 +9,10 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-# A switch (requireEncryptedStorage, ...) is read with object.get in place where a group is tried
-# once per evaluation, and tested after the conditions that pick a finding where its rule is read
-# in several bodies (db_tls_checked): on regorus' VM the first read of a rule is a call, and
-# costs more than the test itself (BENCHMARKS.md, "Instructions").
+# A switch (requireEncryptedStorage, ...) is read with object.get in place, not through a rule,
+# and tested after the conditions that pick a finding where several bodies test it (ENC-005): on
+# regorus' VM the first read of a rule is a call, and costs more than the test itself, and the
+# ENC-005 bodies seldom fire in the same evaluation (BENCHMARKS.md, "Instructions").
 
 # The storage rules write the StorageClass's evidence and description out in each finding rather
 # than through helper functions: a function call costs thousands of machine instructions on
@@ -215,8 +215,6 @@ ingress_findings contains f if {
 # ENC-005: PostgreSQL connection without guaranteed TLS
 # ---------------------------------------------------------------------------------------------
 
-db_tls_checked if object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
-
 # Pods in a mesh may get the connection encrypted by the sidecars if the database is meshed too.
 db_tls_likelihood := 2 if mtls
 else := 3
@@ -245,7 +243,7 @@ findings contains f if {
 	some c in input.containers
 	some mode in c.pgsslmode.values
 	not mode in {"require", "verify-ca", "verify-full"}
-	db_tls_checked
+	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -262,7 +260,7 @@ connection_findings contains f if {
 	some conn in c.connections
 	some mode in conn.sslmodes
 	not mode in {"require", "verify-ca", "verify-full"}
-	db_tls_checked
+	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -283,7 +281,7 @@ connection_findings contains f if {
 	conn.postgres
 	count(conn.sslmodes) == 0
 	not conn.jdbcSslTrue
-	db_tls_checked
+	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(

@@ -67,8 +67,9 @@ wildcards_checked if object.get(input, ["params", "rbac", "forbidWildcards"], tr
 
 # RBAC-001, RBAC-004 and RBAC-005 test their switch after the conditions that pick a finding:
 # it is nearly always on, and on regorus' VM the first read of a rule is a call that costs more
-# than most tests (BENCHMARKS.md, "Instructions").
-token_automount_checked if object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+# than most tests (BENCHMARKS.md, "Instructions"). RBAC-004 and RBAC-005 read
+# forbidTokenAutomount with object.get in place: one of them at most fires (default
+# ServiceAccount or not), so a rule would be read once, a call, per evaluation.
 
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them.
 wildcard_reported(r) if {
@@ -198,7 +199,7 @@ binding_findings contains f if {
 findings contains f if {
 	input.serviceAccount.isDefault
 	input.serviceAccount.automountToken
-	token_automount_checked
+	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
 	f := {
 		"id": "RBAC-004",
 		"message": sprintf(
@@ -218,7 +219,7 @@ findings contains f if {
 	not input.serviceAccount.isDefault
 	input.serviceAccount.found
 	input.serviceAccount.automountToken
-	token_automount_checked
+	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
 	f := {
 		"id": "RBAC-005",
 		"message": sprintf(
