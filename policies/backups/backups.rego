@@ -26,7 +26,7 @@ scheduled_backup_ref(sb) := {"kind": "ScheduledBackup", "namespace": input.workl
 claim_names := concat(", ", sort([c.name | some c in input.storage.claims]))
 
 # What would be lost: "volumes data, logs" or "its database files".
-state_desc := sprintf("volumes %s", [claim_names]) if data.crmrisk.lib.has_claims
+state_desc := sprintf("volumes %s", [claim_names]) if count(input.storage.claims) > 0
 else := "a database" if data.crmrisk.lib.is_database
 
 claim_refs := [lib.claim_ref(c) | some c in input.storage.claims]
@@ -350,7 +350,7 @@ fs_backup_annotated if object.get(input.workload.podAnnotations, "backup.velero.
 # before the annotation (a rule read): on regorus' VM each call costs thousands of machine
 # instructions (BENCHMARKS.md, "Instructions").
 stateful_findings contains f if {
-	data.crmrisk.lib.has_claims
+	count(input.storage.claims) > 0
 	count(active_schedules) > 0
 	every s in active_schedules {
 		object.get(s, "snapshotVolumes", false) == false

@@ -170,7 +170,7 @@ findings contains f if {
 # content; everything else that looks like a database is not.
 findings contains f if {
 	data.crmrisk.lib.is_database
-	not data.crmrisk.lib.has_claims
+	count(input.storage.claims) == 0
 	not data.crmrisk.lib.in_memory_cache
 	f := {
 		"id": "DR-007",
