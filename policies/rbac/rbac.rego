@@ -269,7 +269,8 @@ escalation_candidate(r) if {
 
 # A candidate rule is joined with escalation_grants by lib.grants' test written out, not by a
 # call for each of the twelve grants: a function call costs thousands of machine instructions on
-# regorus' VM (BENCHMARKS.md, "Instructions").
+# regorus' VM (BENCHMARKS.md, "Instructions"). The two accepted values are an array, which the VM
+# builds without ordering its members as it would a set's.
 binding_findings contains f if {
 	some i in narrow_bindings
 	b := input.rbac.bindings[i]
@@ -279,11 +280,11 @@ binding_findings contains f if {
 		not wildcard_reported(r)
 		some g in escalation_grants
 		some res in r.resources
-		res in {g.resource, "*"}
+		res in [g.resource, "*"]
 		some v in r.verbs
-		v in {g.verb, "*"}
+		v in [g.verb, "*"]
 		some group in r.apiGroups
-		group in {g.group, "*"}
+		group in [g.group, "*"]
 	})
 	count(whats) > 0
 	f := object.union(
