@@ -104,15 +104,9 @@ stateful_findings contains f if {
 # BKP-003: backups too far apart (RPO)
 # ---------------------------------------------------------------------------------------------
 
-timed_schedules := [s |
-	some s in active_schedules
-	is_number(s.intervalHours)
-]
-
-# BKP-003 and BKP-004 test the shortest interval and the longest ttl over the active schedules
-# themselves and read timed_schedules and kept_schedules only for the finding: on regorus' VM the
-# first read of a rule is a call, and most workloads with state have a schedule that passes. With
-# no timed (or kept) schedule, min (max) of [] is undefined and the comparison fails.
+# BKP-003 and BKP-004 take the shortest interval and the longest ttl over the active schedules
+# with one (timed and kept schedules). With none, min (max) of [] is undefined and the comparison
+# fails.
 stateful_findings contains f if {
 	is_number(input.params.backups.maxIntervalHours)
 	shortest := min([s.intervalHours |
@@ -133,22 +127,22 @@ interval_finding(shortest) := {
 		"the most frequent Velero Schedule covering %s runs every %v hours (%s), more than the %v hours allowed: up to %v hours of data can be lost",
 		[
 			data.crmrisk.lib.workload_desc, shortest,
-			concat(", ", sort([sprintf("%s/%s every %vh", [s.namespace, s.name, s.intervalHours]) | some s in timed_schedules])),
+			concat(", ", sort([sprintf("%s/%s every %vh", [s.namespace, s.name, s.intervalHours]) |
+				some s in active_schedules
+				is_number(s.intervalHours)
+			])),
 			input.params.backups.maxIntervalHours, shortest,
 		],
 	),
-	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in timed_schedules]),
+	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} |
+		some s in active_schedules
+		is_number(s.intervalHours)
+	]),
 }
 
 # ---------------------------------------------------------------------------------------------
 # BKP-004: backups not kept long enough
 # ---------------------------------------------------------------------------------------------
-
-kept_schedules := [s |
-	some s in active_schedules
-	is_number(s.ttlHours)
-	s.ttlHours > 0
-]
 
 # The ttl as written, or Velero's default when unset.
 ttl_desc(s) := s.ttl if is_string(s.ttl)
@@ -171,11 +165,19 @@ retention_finding(longest) := {
 		"Velero keeps the backups of %s for at most %v days (%s), fewer than the %v days required: corruption noticed later cannot be rolled back",
 		[
 			data.crmrisk.lib.workload_desc, longest,
-			concat(", ", sort([sprintf("%s/%s ttl %s", [s.namespace, s.name, ttl_desc(s)]) | some s in kept_schedules])),
+			concat(", ", sort([sprintf("%s/%s ttl %s", [s.namespace, s.name, ttl_desc(s)]) |
+				some s in active_schedules
+				is_number(s.ttlHours)
+				s.ttlHours > 0
+			])),
 			input.params.backups.minRetentionDays,
 		],
 	),
-	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} | some s in kept_schedules]),
+	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} |
+		some s in active_schedules
+		is_number(s.ttlHours)
+		s.ttlHours > 0
+	]),
 }
 
 cnpg_findings contains f if {
