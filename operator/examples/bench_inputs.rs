@@ -70,9 +70,12 @@ impl Args {
     fn seed(&self) -> Result<u64> {
         match self.value("--seed") {
             None => Ok(generator::SEED),
-            Some(v) => match v.replace('_', "").strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => v.replace('_', "").parse(),
+            Some(v) => {
+                let digits = v.replace('_', "");
+                match digits.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => digits.parse(),
+                }
             }
             .map_err(|_| format!("--seed {v}: not a number")),
         }

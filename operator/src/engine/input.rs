@@ -119,6 +119,12 @@ impl Counter {
         self.add(s.len() + escapes + 2)
     }
 
+    /// The `{"variant":` and `}` around an enum variant's data (serde_json's external tagging).
+    fn variant_tag(&mut self, variant: &str) -> Result<(), Error> {
+        self.add(3)?; // braces and colon
+        self.string(variant)
+    }
+
     /// A number or other scalar, as serde_json writes it.
     fn scalar<T: Serialize>(&mut self, v: T) -> Result<(), Error> {
         let mut w = ByteWriter(0);
@@ -179,8 +185,7 @@ impl<'a> ToValue<'a> {
 
     /// `{"variant":value}`, as serde_json writes enum variants with data.
     fn variant<T: Serialize + ?Sized>(self, variant: &'static str, value: &T) -> Result<Value, Error> {
-        self.counter.add(3)?; // braces and colon
-        self.counter.string(variant)?;
+        self.counter.variant_tag(variant)?;
         let inner = value.serialize(ToValue { counter: self.counter })?;
         Ok(Value::from(BTreeMap::from([(Value::from(variant), inner)])))
     }
@@ -310,8 +315,7 @@ impl<'a> ser::Serializer for ToValue<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Seq<'a>, Error> {
-        self.counter.add(3)?;
-        self.counter.string(variant)?;
+        self.counter.variant_tag(variant)?;
         let mut seq = self.serialize_seq(Some(len))?;
         seq.variant = Some(variant);
         Ok(seq)
@@ -330,8 +334,7 @@ impl<'a> ser::Serializer for ToValue<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Map<'a>, Error> {
-        self.counter.add(3)?;
-        self.counter.string(variant)?;
+        self.counter.variant_tag(variant)?;
         let mut map = self.serialize_map(Some(len))?;
         map.variant = Some(variant);
         Ok(map)
