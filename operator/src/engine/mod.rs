@@ -156,11 +156,11 @@ impl RawFinding {
         let fields = item.as_object().map_err(|_| malformed("a finding must be an object"))?;
         let field = |key: &regorus::Value| fields.get(key);
         let id = match field(&keys.id) {
-            Some(regorus::Value::String(s)) => s.to_string(),
+            Some(regorus::Value::String(s)) => String::from(&**s),
             _ => return Err(malformed("`id` must be a string")),
         };
         let message = match field(&keys.message) {
-            Some(regorus::Value::String(s)) => s.to_string(),
+            Some(regorus::Value::String(s)) => String::from(&**s),
             None | Some(regorus::Value::Null) => String::new(),
             Some(_) => return Err(malformed("`message` must be a string")),
         };
@@ -194,7 +194,7 @@ const EVIDENCE_SHAPE: &str = "`evidence` must be a list of {kind, namespace (opt
 fn evidence_from_value(v: &regorus::Value, keys: &FindingKeys) -> Option<Evidence> {
     let fields = v.as_object().ok()?;
     let text = |key: &regorus::Value| match fields.get(key) {
-        Some(regorus::Value::String(s)) => Some(Some(s.to_string())),
+        Some(regorus::Value::String(s)) => Some(Some(String::from(&**s))),
         None | Some(regorus::Value::Null) => Some(None),
         Some(_) => None,
     };
