@@ -14,10 +14,13 @@ import data.crmrisk.lib
 # has a replica count with is_number in place rather than reading lib.has_replicas: on regorus'
 # VM each rule read is a call (BENCHMARKS.md, "Instructions").
 
-# The switches (requirePodDisruptionBudget, requireZoneSpread) are read with object.get in place,
-# not through a rule, and tested after the conditions that pick a finding: they are nearly always
-# on, and on regorus' VM the first read of a rule is a call that costs more than most tests
-# (BENCHMARKS.md, "Instructions"). DR-002 and DR-008, which both test requirePodDisruptionBudget,
+# The switches (requirePodDisruptionBudget, requireZoneSpread) are read in place as
+# `not input.params.disasterRecovery.<name> == false` (on unless explicitly false, like
+# lib.enabled), not through a rule, and tested after the conditions that pick a finding: they are
+# nearly always on, and on regorus' VM the first read of a rule is a call that costs more than
+# most tests, as does a builtin call such as object.get or count (BENCHMARKS.md, "Instructions").
+# For the same reason the PodDisruptionBudgets and claims are tested empty as `not arr[0]` (their
+# items are objects, never false). DR-002 and DR-008, which both test requirePodDisruptionBudget,
 # never fire in the same evaluation (no PodDisruptionBudget, or some).
 
 # DR-003 and DR-008 test the reason they get (`reason` alone on a line) before building the
@@ -53,9 +56,9 @@ findings contains f if {
 # ---------------------------------------------------------------------------------------------
 
 findings contains f if {
-	count(input.podDisruptionBudgets) == 0
+	not input.podDisruptionBudgets[0]
 	data.crmrisk.lib.replicated
-	object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
+	not input.params.disasterRecovery.requirePodDisruptionBudget == false
 	f := {
 		"id": "DR-002",
 		"message": sprintf(
@@ -101,7 +104,7 @@ findings contains f if {
 findings contains f if {
 	data.crmrisk.lib.replicated
 	not data.crmrisk.lib.zone_spread
-	object.get(input, ["params", "disasterRecovery", "requireZoneSpread"], true) != false
+	not input.params.disasterRecovery.requireZoneSpread == false
 	f := {
 		"id": "DR-004",
 		"message": sprintf(
@@ -119,7 +122,7 @@ findings contains f if {
 # Containers that receive traffic: the database containers of a database, or every main
 # container of a workload behind a Service.
 traffic_containers := data.crmrisk.lib.database_containers if data.crmrisk.lib.is_database
-else := data.crmrisk.lib.main_containers if count(input.services) > 0
+else := data.crmrisk.lib.main_containers if input.services[0]
 else := []
 
 # The containers without a readiness probe come first and traffic_containers is read only for
@@ -170,7 +173,7 @@ findings contains f if {
 # content; everything else that looks like a database is not.
 findings contains f if {
 	data.crmrisk.lib.is_database
-	count(input.storage.claims) == 0
+	not input.storage.claims[0]
 	not data.crmrisk.lib.in_memory_cache
 	f := {
 		"id": "DR-007",
@@ -201,7 +204,7 @@ findings contains f if {
 	some pdb in input.podDisruptionBudgets
 	reason := protects_nothing(pdb)
 	reason # see pdb_desc
-	object.get(input, ["params", "disasterRecovery", "requirePodDisruptionBudget"], true) != false
+	not input.params.disasterRecovery.requirePodDisruptionBudget == false
 	f := {
 		"id": "DR-008",
 		"message": sprintf(

@@ -9,10 +9,17 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
-# A switch (requireEncryptedStorage, ...) is read with object.get in place, not through a rule,
-# and tested after the conditions that pick a finding where several bodies test it (ENC-005): on
-# regorus' VM the first read of a rule is a call, and costs more than the test itself, and the
-# ENC-005 bodies seldom fire in the same evaluation (BENCHMARKS.md, "Instructions").
+# A switch (requireEncryptedStorage, ...) is read in place as `not input.params.<area>.<name> ==
+# false` (on unless explicitly false, like lib.enabled), not through a rule, and tested after the
+# conditions that pick a finding where several bodies test it (ENC-005): on regorus' VM the first
+# read of a rule is a call, and costs more than the test itself, and the ENC-005 bodies seldom
+# fire in the same evaluation (BENCHMARKS.md, "Instructions"). The path and `not ... == false`
+# are a few VM instructions where object.get(input, [...], true) != false was a builtin call,
+# which costs regorus' VM about as much as a rule call.
+
+# An array is tested non-empty as `arr[0]` and empty as `not arr[0]` rather than with count, a
+# builtin call, where its items are objects or strings (never false), as the input schema makes
+# claims, ingresses, services and sslmodes.
 
 # The storage rules write the StorageClass's evidence and description out in each finding rather
 # than through helper functions: a function call costs thousands of machine instructions on
@@ -31,8 +38,8 @@ resolved_claims := [c |
 # costs thousands of machine instructions even when its first line fails (BENCHMARKS.md,
 # "Instructions").
 findings contains f if {
-	count(input.storage.claims) > 0
-	object.get(input, ["params", "encryption", "requireEncryptedStorage"], true) != false
+	input.storage.claims[0]
+	not input.params.encryption.requireEncryptedStorage == false
 	some f in storage_findings
 }
 
@@ -109,9 +116,11 @@ storage_findings contains f if {
 # The three rules for a claim that was not resolved (the claim or its StorageClass not found, or
 # no StorageClass) form a group within the storage group, tried only when some claim is not in
 # resolved_claims: most claims are resolved, and each body tried costs thousands of machine
-# instructions on regorus' VM (BENCHMARKS.md, "Instructions").
+# instructions on regorus' VM (BENCHMARKS.md, "Instructions"). resolved_claims keeps the claims
+# that pass, in order, so it differs from input.storage.claims exactly when one is left out: one
+# comparison instead of two count calls.
 storage_findings contains f if {
-	count(resolved_claims) < count(input.storage.claims)
+	resolved_claims != input.storage.claims
 	some f in unresolved_findings
 }
 
@@ -162,8 +171,8 @@ unresolved_findings contains f if {
 # The Ingress rules (ENC-004) are tried only when requireIngressTLS is on and the workload is
 # behind an Ingress (see the storage group above).
 findings contains f if {
-	count(input.ingresses) > 0
-	object.get(input, ["params", "encryption", "requireIngressTLS"], true) != false
+	input.ingresses[0]
+	not input.params.encryption.requireIngressTLS == false
 	some f in ingress_findings
 }
 
@@ -243,7 +252,7 @@ findings contains f if {
 	some c in input.containers
 	some mode in c.pgsslmode.values
 	not mode in {"require", "verify-ca", "verify-full"}
-	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
+	not input.params.encryption.requireDatabaseTLS == false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -260,7 +269,7 @@ connection_findings contains f if {
 	some conn in c.connections
 	some mode in conn.sslmodes
 	not mode in {"require", "verify-ca", "verify-full"}
-	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
+	not input.params.encryption.requireDatabaseTLS == false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -279,9 +288,9 @@ connection_findings contains f if {
 	not c.pgsslmode.set
 	some conn in c.connections
 	conn.postgres
-	count(conn.sslmodes) == 0
+	not conn.sslmodes[0]
 	not conn.jdbcSslTrue
-	object.get(input, ["params", "encryption", "requireDatabaseTLS"], true) != false
+	not input.params.encryption.requireDatabaseTLS == false
 	f := {
 		"id": "ENC-005",
 		"message": sprintf(
@@ -356,7 +365,7 @@ mesh_state := "its pods are in neither an Istio nor a Linkerd mesh" if {
 # reader, and on regorus' VM the first read of a rule is a call (BENCHMARKS.md, "Instructions").
 findings contains f if {
 	input.classification.dataClassification in {"confidential", "restricted"}
-	count(input.services) > 0
+	input.services[0]
 	not mtls
 	f := mesh_finding
 }
