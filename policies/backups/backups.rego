@@ -197,6 +197,27 @@ cnpg_findings contains f if {
 }
 
 # ---------------------------------------------------------------------------------------------
+# BKP-005 and BKP-006 (Velero): one loop over the schedules
+# ---------------------------------------------------------------------------------------------
+
+# A Schedule that is not paused and writes to a location that was found, is ReadWrite, has a
+# provider and a bucket (`> ""`: a string other than "", as null sorts before strings) and no
+# s3Url has neither finding. That is tested here in one pass over the schedules; the rules that
+# pick the findings (schedule_findings) run only when some schedule fails the test, instead of
+# four bodies each looping over the schedules for every stateful workload: on regorus' VM each
+# instruction, loop iteration and body tried costs hundreds of machine instructions
+# (BENCHMARKS.md, "Instructions"). The schema requires every field tested here but s3Url.
+stateful_findings contains f if {
+	some s in input.backup.velero.schedules
+	[
+		s.paused, s.storageLocation.found, s.storageLocation.accessMode,
+		s.storageLocation.provider > "", s.storageLocation.bucket > "",
+		object.get(s.storageLocation, "s3Url", ""),
+	] != [false, true, "ReadWrite", true, true, ""]
+	some f in schedule_findings
+}
+
+# ---------------------------------------------------------------------------------------------
 # BKP-005: backups not verifiably stored off the cluster
 # ---------------------------------------------------------------------------------------------
 
@@ -216,17 +237,15 @@ location_problem(loc) := "has no provider" if {
 	in_cluster_url(object.get(loc, "s3Url", ""))
 }
 
-stateful_findings contains f if {
+schedule_findings contains f if {
 	some s in active_schedules
 	s.storageLocation.found
-	# Most locations have a provider and a bucket and no s3Url, so no problem: location_problem
-	# is called only for the others, as a function call costs thousands of machine instructions
-	# on regorus' VM (BENCHMARKS.md, "Instructions").
+	# location_problem is called only for a location without a provider or a bucket, or with an
+	# s3Url, as a function call costs thousands of machine instructions on regorus' VM.
 	[
-		object.get(s.storageLocation, "provider", null) in {null, ""},
-		object.get(s.storageLocation, "bucket", null) in {null, ""},
+		s.storageLocation.provider > "", s.storageLocation.bucket > "",
 		object.get(s.storageLocation, "s3Url", ""),
-	] != [false, false, ""]
+	] != [true, true, ""]
 	problem := location_problem(s.storageLocation)
 	problem # regorus' VM would go on with an undefined problem
 	offsite_checked
@@ -277,7 +296,7 @@ cnpg_findings contains f if {
 # BKP-006: scheduled backups not being taken (paused, suspended, nowhere to write)
 # ---------------------------------------------------------------------------------------------
 
-stateful_findings contains f if {
+schedule_findings contains f if {
 	some s in input.backup.velero.schedules
 	s.paused
 	f := object.union(
@@ -290,7 +309,7 @@ stateful_findings contains f if {
 	)
 }
 
-stateful_findings contains f if {
+schedule_findings contains f if {
 	some s in active_schedules
 	not s.storageLocation.found
 	f := object.union(
@@ -306,7 +325,7 @@ stateful_findings contains f if {
 	)
 }
 
-stateful_findings contains f if {
+schedule_findings contains f if {
 	some s in active_schedules
 	s.storageLocation.found
 	s.storageLocation.accessMode == "ReadOnly"

@@ -287,6 +287,15 @@ test_bkp006_suspended_next_to_an_active_scheduled_backup if {
 	not fired("BKP-006", inp)[0].likelihood
 }
 
+# The schedules pass one test in one loop before the BKP-005 and BKP-006 rules run: a broken
+# schedule next to a healthy one still reaches them.
+test_bkp005_bkp006_broken_schedule_next_to_a_healthy_one if {
+	broken := schedule({"name": "hourly", "storageLocation": {"bucket": null, "accessMode": "ReadOnly"}})
+	inp := schedules([fx.daily_schedule, broken])
+	one("BKP-005", inp, ["velero/hourly", "has no bucket"])
+	one("BKP-006", inp, ["velero/hourly", "ReadOnly"])
+}
+
 test_bkp006_velero_not_for_stateless_workloads if {
 	silent("BKP-006", fx.web({"backup": {"velero": {"schedules": [schedule({"paused": true})]}}}))
 }
