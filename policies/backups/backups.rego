@@ -9,6 +9,10 @@ import data.crmrisk.lib
 # lib's rules are read as data.crmrisk.lib.<rule>, its functions through the `lib` alias: regorus
 # evaluates the whole crmrisk.lib document when a rule is read through the alias (~0.2 ms).
 
+# Arrays are tested non-empty as `arr[0]` and empty as `not arr[0]` (their items are objects,
+# never false) rather than with count: on regorus' VM a builtin call costs about as much as a
+# rule call, thousands of machine instructions (BENCHMARKS.md, "Instructions").
+
 # Read by BKP-002 after its schedule test; BKP-001 tests the two tools in place, as on regorus'
 # VM the first read of a rule is a call (BENCHMARKS.md, "Instructions").
 any_backup_tool if input.backup.tools.velero
@@ -26,7 +30,7 @@ scheduled_backup_ref(sb) := {"kind": "ScheduledBackup", "namespace": input.workl
 claim_names := concat(", ", sort([c.name | some c in input.storage.claims]))
 
 # What would be lost: "volumes data, logs" or "its database files".
-state_desc := sprintf("volumes %s", [claim_names]) if count(input.storage.claims) > 0
+state_desc := sprintf("volumes %s", [claim_names]) if input.storage.claims[0]
 else := "a database" if data.crmrisk.lib.is_database
 
 claim_refs := [lib.claim_ref(c) | some c in input.storage.claims]
@@ -47,7 +51,7 @@ effective_schedules := [s |
 ]
 
 # Raised likelihood for a finding whose schedule was the only thing producing backups.
-sole_coverage_extra := {"likelihood": 5} if count(effective_schedules) == 0
+sole_coverage_extra := {"likelihood": 5} if not effective_schedules[0]
 else := {}
 
 # The rules come in two groups, each behind one test: `stateful_findings` (Velero coverage, for
@@ -62,7 +66,7 @@ findings contains f if {
 }
 
 findings contains f if {
-	count(input.backup.cnpg.clusters) > 0
+	input.backup.cnpg.clusters[0]
 	some f in cnpg_findings
 }
 
@@ -91,7 +95,7 @@ velero_note := "no Velero Schedule selects its namespace or labels" if input.bac
 else := "Velero is not installed (CloudNativePG only backs up its own PostgreSQL clusters)"
 
 stateful_findings contains f if {
-	count(input.backup.velero.schedules) == 0
+	not input.backup.velero.schedules[0]
 	any_backup_tool
 	f := {
 		"id": "BKP-002",
@@ -106,12 +110,14 @@ stateful_findings contains f if {
 
 # BKP-003 and BKP-004 take the shortest interval and the longest ttl over the active schedules
 # with one (timed and kept schedules). With none, min (max) of [] is undefined and the comparison
-# fails.
+# fails. A schedule's intervalHours and ttlHours are a number or null, and the parameters numbers
+# (the input schema), so they are tested with `!= null` and `> 0` (null sorts before numbers)
+# rather than is_number: on regorus' VM a builtin call costs about as much as a rule call
+# (BENCHMARKS.md, "Instructions").
 stateful_findings contains f if {
-	is_number(input.params.backups.maxIntervalHours)
 	shortest := min([s.intervalHours |
 		some s in active_schedules
-		is_number(s.intervalHours)
+		s.intervalHours != null
 	])
 	shortest > input.params.backups.maxIntervalHours
 	f := interval_finding(shortest)
@@ -129,14 +135,14 @@ interval_finding(shortest) := {
 			data.crmrisk.lib.workload_desc, shortest,
 			concat(", ", sort([sprintf("%s/%s every %vh", [s.namespace, s.name, s.intervalHours]) |
 				some s in active_schedules
-				is_number(s.intervalHours)
+				s.intervalHours != null
 			])),
 			input.params.backups.maxIntervalHours, shortest,
 		],
 	),
 	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} |
 		some s in active_schedules
-		is_number(s.intervalHours)
+		s.intervalHours != null
 	]),
 }
 
@@ -149,10 +155,8 @@ ttl_desc(s) := s.ttl if is_string(s.ttl)
 else := sprintf("%vh (default)", [s.ttlHours])
 
 stateful_findings contains f if {
-	is_number(input.params.backups.minRetentionDays)
 	longest := max([s.ttlHours |
 		some s in active_schedules
-		is_number(s.ttlHours)
 		s.ttlHours > 0
 	]) / 24
 	longest < input.params.backups.minRetentionDays
@@ -167,7 +171,6 @@ retention_finding(longest) := {
 			data.crmrisk.lib.workload_desc, longest,
 			concat(", ", sort([sprintf("%s/%s ttl %s", [s.namespace, s.name, ttl_desc(s)]) |
 				some s in active_schedules
-				is_number(s.ttlHours)
 				s.ttlHours > 0
 			])),
 			input.params.backups.minRetentionDays,
@@ -175,16 +178,14 @@ retention_finding(longest) := {
 	),
 	"evidence": array.concat([data.crmrisk.lib.workload_ref], [{"kind": "Schedule", "namespace": s.namespace, "name": s.name} |
 		some s in active_schedules
-		is_number(s.ttlHours)
 		s.ttlHours > 0
 	]),
 }
 
 cnpg_findings contains f if {
-	is_number(input.params.backups.minRetentionDays)
 	some cl in input.backup.cnpg.clusters
 	cl.backupConfigured
-	is_number(cl.retentionDays)
+	cl.retentionDays != null
 	cl.retentionDays < input.params.backups.minRetentionDays
 	f := {
 		"id": "BKP-004",
@@ -370,23 +371,21 @@ cnpg_findings contains f if {
 # BKP-007: Velero backs up the objects but not the volume data
 # ---------------------------------------------------------------------------------------------
 
-# Opt-in file-system backup of named volumes, by pod annotation.
-fs_backup_annotated if object.get(input.workload.podAnnotations, "backup.velero.io/backup-volumes", "") != ""
-
 # In the Velero group: a workload with volumes keeps state. No schedule captures volume data:
 # none takes snapshots (snapshotVolumes null, unset in the Schedule, means yes) or backs up every
-# volume's files.
+# volume's files (defaultVolumesToFsBackup, or the pod annotation for opt-in file-system backup
+# of named volumes, a string that is not "").
 # The test is written out in `every` rather than as a function call per schedule, and comes
-# before the annotation (a rule read): on regorus' VM each call costs thousands of machine
-# instructions (BENCHMARKS.md, "Instructions").
+# first, as it fails for most workloads; the annotation is read in place rather than by a rule
+# (a call on regorus' VM). The input schema requires snapshotVolumes.
 stateful_findings contains f if {
-	count(input.storage.claims) > 0
-	count(active_schedules) > 0
 	every s in active_schedules {
-		object.get(s, "snapshotVolumes", false) == false
-		object.get(s, "defaultVolumesToFsBackup", false) != true
+		s.snapshotVolumes == false
+		not s.defaultVolumesToFsBackup == true
 	}
-	not fs_backup_annotated
+	active_schedules[0]
+	input.storage.claims[0]
+	object.get(input.workload.podAnnotations, "backup.velero.io/backup-volumes", "") == ""
 	f := volume_data_finding
 }
 
@@ -423,7 +422,7 @@ cnpg_findings contains f if {
 cnpg_findings contains f if {
 	some cl in input.backup.cnpg.clusters
 	cl.backupConfigured
-	count(cl.scheduledBackups) == 0
+	not cl.scheduledBackups[0]
 	f := {
 		"id": "BKP-009",
 		"message": sprintf(

@@ -196,6 +196,12 @@ test_bkp004_follows_min_retention_param if {
 	silent("BKP-004", inp)
 }
 
+test_bkp004_unparsable_ttl_is_skipped if {
+	silent("BKP-004", schedules([schedule({"ttl": "forever", "ttlHours": null})]))
+	inp := schedules([schedule({"ttl": "forever", "ttlHours": null}), schedule({"name": "short", "ttl": "72h0m0s", "ttlHours": 72})])
+	one("BKP-004", inp, ["at most 3 days (velero/short ttl 72h0m0s)"])
+}
+
 test_bkp004_short_cloudnativepg_retention if {
 	inp := cnpg({"retentionPolicy": "3d", "retentionDays": 3})
 	one("BKP-004", inp, ["CloudNativePG Cluster crm/crm-pg", "retentionPolicy 3d", "3 days"])
@@ -319,6 +325,15 @@ test_bkp007_file_system_backup_by_annotation if {
 		{"workload": {"podAnnotations": {"backup.velero.io/backup-volumes": "data"}}},
 	)
 	silent("BKP-007", inp)
+}
+
+test_bkp007_file_system_backup_off_or_annotation_empty if {
+	one("BKP-007", schedules([schedule({"snapshotVolumes": false, "defaultVolumesToFsBackup": false})]), ["velero/daily"])
+	inp := object.union(
+		schedules([schedule({"snapshotVolumes": false})]),
+		{"workload": {"podAnnotations": {"backup.velero.io/backup-volumes": ""}}},
+	)
+	one("BKP-007", inp, ["velero/daily"])
 }
 
 test_bkp007_snapshot_volumes_unset_means_true if {
