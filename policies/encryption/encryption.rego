@@ -262,21 +262,26 @@ findings contains f if {
 	some f in connection_findings
 }
 
-# The sslmodes that guarantee TLS are lib.tls_sslmodes written out (see at_rest_problem).
+# The sslmodes that guarantee TLS are lib.tls_sslmodes written out (see at_rest_problem). The
+# finding is built by a function rather than in the body, which would be the largest of findings:
+# regorus' VM sets up as many registers as that body needs for each of findings' bodies it tries
+# (see mesh_finding).
 findings contains f if {
 	some c in input.containers
 	some mode in c.pgsslmode.values
 	not mode in {"require", "verify-ca", "verify-full"}
 	not input.params.encryption.requireDatabaseTLS == false
-	f := {
-		"id": "ENC-005",
-		"message": sprintf(
-			"container %s of %s sets PGSSLMODE=%s: PostgreSQL connections may be unencrypted (only require, verify-ca and verify-full guarantee TLS)",
-			[c.name, data.crmrisk.lib.workload_desc, mode],
-		),
-		"evidence": [data.crmrisk.lib.workload_ref],
-		"likelihood": db_tls_likelihood,
-	}
+	f := pgsslmode_finding(c, mode)
+}
+
+pgsslmode_finding(c, mode) := {
+	"id": "ENC-005",
+	"message": sprintf(
+		"container %s of %s sets PGSSLMODE=%s: PostgreSQL connections may be unencrypted (only require, verify-ca and verify-full guarantee TLS)",
+		[c.name, data.crmrisk.lib.workload_desc, mode],
+	),
+	"evidence": [data.crmrisk.lib.workload_ref],
+	"likelihood": db_tls_likelihood,
 }
 
 connection_findings contains f if {
