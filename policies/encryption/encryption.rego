@@ -58,19 +58,20 @@ findings contains f if {
 # StorageClass parameter read costs thousands of machine instructions (BENCHMARKS.md,
 # "Instructions"), and most resolved claims have one of these problems.
 # The provisioner sets are lib's (aws_ebs_provisioners, ..., known_provisioners) written out: on
-# regorus' VM the first read of a rule, even a constant one, is a call.
+# regorus' VM the first read of a rule, even a constant one, is a call. The parameters are read
+# with sc_value, lib.sc_param for a key given in lower case.
 at_rest_problem(sc) := {
 	"id": "ENC-001",
 	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account",
 } if {
 	sc.provisioner in {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
-	lib.sc_param(sc, "encrypted") != "true"
+	sc_value(sc, "encrypted") != "true"
 } else := {
 	"id": "ENC-002",
 	"format": "%s uses StorageClass %s (%s), encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set: the key cannot be rotated, audited or revoked by you",
 } if {
 	sc.provisioner in {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
-	lib.sc_param(sc, "kmsKeyId") == ""
+	sc_value(sc, "kmskeyid") == ""
 } else := {
 	"id": "ENC-003",
 	"format": "%s uses StorageClass %s (%s), a provisioner whose encryption settings crmrisk cannot read: verify encryption at rest by hand",
@@ -84,20 +85,31 @@ at_rest_problem(sc) := {
 	"format": "%s uses StorageClass %s (%s), encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set: the key cannot be rotated, audited or revoked by you",
 } if {
 	sc.provisioner in {"pd.csi.storage.gke.io", "kubernetes.io/gce-pd"}
-	lib.sc_param(sc, "disk-encryption-kms-key") == ""
+	sc_value(sc, "disk-encryption-kms-key") == ""
 } else := {
 	"id": "ENC-001",
 	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": Ceph RBD images are written in clear to the Ceph cluster",
 } if {
 	sc.provisioner in {"rbd.csi.ceph.com", "kubernetes.io/rbd"}
-	lib.sc_param(sc, "encrypted") != "true"
+	sc_value(sc, "encrypted") != "true"
 } else := {
 	"id": "ENC-002",
 	"format": "%s uses StorageClass %s (%s), encrypted with a platform-managed key because no diskEncryptionSetID is set: the key cannot be rotated, audited or revoked by you",
 } if {
 	sc.provisioner in {"disk.csi.azure.com", "kubernetes.io/azure-disk"}
-	lib.sc_param(sc, "diskEncryptionSetID") == ""
+	sc_value(sc, "diskencryptionsetid") == ""
 }
+
+# lib.sc_param(sc, key) for a key written in lower case, on a StorageClass of the input: the
+# input schema makes parameters a required map of strings, so it reads sc.parameters without an
+# object.get default and keeps each value as it is (sprintf("%v") of a string is the string), and
+# tests values[0] rather than count(values) > 0. Each builtin call costs regorus' VM about as
+# much as a rule call, and at_rest_problem reads one or two parameters for most claims
+# (BENCHMARKS.md, "Instructions"). encryption_test checks it against lib.sc_param.
+sc_value(sc, key) := trim_space(lower(values[0])) if {
+	values := sort([v | some k, v in sc.parameters; lower(k) == key])
+	values[0]
+} else := ""
 
 storage_findings contains f if {
 	some c in resolved_claims

@@ -191,6 +191,26 @@ test_enc001_to_003_provisioner_sets_are_libs if {
 	encryption.at_rest_problem({"provisioner": "nfs.csi.k8s.io"}).id == "ENC-003"
 }
 
+# at_rest_problem reads parameters with sc_value, lib.sc_param for a lower-case key: the same
+# value for keys in any case, several keys that differ only in case, padded or upper-case values,
+# and a missing key.
+test_sc_value_is_lib_sc_param if {
+	classes := [
+		{"parameters": {}},
+		{"parameters": {"type": "gp3"}},
+		{"parameters": {"encrypted": "true", "kmsKeyId": "arn:aws:kms:k"}},
+		{"parameters": {"Encrypted": " TRUE ", "KMSKEYID": ""}},
+		{"parameters": {"encrypted": "false", "ENCRYPTED": "true", "Encrypted": "yes"}},
+		{"parameters": {"DiskEncryptionSetID": "/d", "disk-encryption-kms-key": "projects/p/k"}},
+	]
+	keys := ["encrypted", "kmsKeyId", "disk-encryption-kms-key", "diskEncryptionSetID", "type"]
+	every sc in classes {
+		every key in keys {
+			encryption.sc_value(sc, lower(key)) == data.crmrisk.lib.sc_param(sc, key)
+		}
+	}
+}
+
 # ENC-005 writes lib.tls_sslmodes out: those modes, and only those, are not reported.
 test_enc005_tls_sslmodes_are_libs if {
 	every mode in data.crmrisk.lib.tls_sslmodes {
