@@ -120,21 +120,26 @@ findings contains f if {
 # DR-005: no readiness probe where traffic is routed
 # ---------------------------------------------------------------------------------------------
 
-# Containers that receive traffic: the database containers of a database, or every main
-# container of a workload behind a Service.
+# Containers that receive traffic, among the main containers DR-005 tests (`not c.init`): the
+# database containers of a database, or every container of a workload behind a Service. For the
+# latter it is input.containers, not lib.main_containers: a main container is in both, and
+# main_containers is a rule call and a comprehension on regorus' VM (BENCHMARKS.md,
+# "Instructions").
 traffic_containers := data.crmrisk.lib.database_containers if data.crmrisk.lib.is_database
-else := data.crmrisk.lib.main_containers if input.services[0]
+else := input.containers if input.services[0]
 else := []
 
 # The containers without a readiness probe come first and traffic_containers is read only for
 # them: for a database it is worked out by matching each image against the database words
 # (lib.database_containers), and most workloads have their probes (BENCHMARKS.md, "Instructions").
 # For the same reason DR-005 and DR-006 iterate input.containers, not lib.main_containers (a
-# comprehension worked out in every evaluation otherwise), and test the kind after the probe:
-# traffic_containers holds main containers only, and DR-006 tests `not c.init` itself.
+# comprehension worked out in every evaluation otherwise), test `not c.init` themselves (init
+# containers have no readiness probe, so DR-005 tests it before reading traffic_containers), and
+# test the kind after the probe.
 findings contains f if {
 	some c in input.containers
 	not c.readinessProbe
+	not c.init
 	input.workload.kind != "CronJob"
 	c in traffic_containers
 	f := {
