@@ -38,7 +38,7 @@ admin_bindings contains i if {
 #
 # The rule test is one strings.any_prefix_match over the rule's resources and verbs: a resource
 # or verb that starts with one of the names below. The names are the resources escalation_grants
-# names (`pods` also covers pods/exec and pods/attach, `serviceaccounts` serviceaccounts/token),
+# lists (`pods` also covers pods/exec and pods/attach, `serviceaccounts` serviceaccounts/token),
 # Secrets and `*` (the only verb that matches). It also lets through a few resources the three
 # rules do not report (pods/log, ...), which only costs them a look: they test each rule exactly.
 # On regorus' VM a loop over the resources and a second body for the verb `*` cost far more
@@ -234,57 +234,62 @@ findings contains f if {
 # RBAC-006: permissions that lead to more permissions
 # ---------------------------------------------------------------------------------------------
 
-escalation_grants := [
-	{"group": "", "resource": "pods/exec", "verb": "create", "what": "exec into pods"},
-	{"group": "", "resource": "pods/attach", "verb": "create", "what": "attach to pods"},
-	{"group": "", "resource": "pods", "verb": "create", "what": "create pods running as any ServiceAccount of the namespace"},
-	{"group": "", "resource": "serviceaccounts/token", "verb": "create", "what": "mint ServiceAccount tokens"},
-	{"group": "", "resource": "nodes/proxy", "verb": "get", "what": "reach the kubelet API through nodes/proxy"},
-	{"group": "", "resource": "serviceaccounts", "verb": "impersonate", "what": "impersonate ServiceAccounts"},
-	{"group": "", "resource": "users", "verb": "impersonate", "what": "impersonate users"},
-	{"group": "", "resource": "groups", "verb": "impersonate", "what": "impersonate groups"},
-	{"group": "rbac.authorization.k8s.io", "resource": "roles", "verb": "escalate", "what": "escalate Roles"},
-	{"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "escalate", "what": "escalate ClusterRoles"},
-	{"group": "rbac.authorization.k8s.io", "resource": "roles", "verb": "bind", "what": "bind any Role"},
-	{"group": "rbac.authorization.k8s.io", "resource": "clusterroles", "verb": "bind", "what": "bind any ClusterRole"},
-]
-
-# Cheap guard: a rule can only grant an escalation if one of its resources and one of its verbs
-# appears in escalation_grants (or is a wildcard); most rules fail it, and skip the full join.
-# Both sets are written out rather than computed from escalation_grants (see reviewed_bindings);
-# rbac_test checks that they match it.
-escalation_resources := {
-	"pods/exec", "pods/attach", "pods", "serviceaccounts/token", "nodes/proxy", "serviceaccounts",
-	"users", "groups", "roles", "clusterroles", "*",
+# What each resource can be used for, by verb and API group: the rules RBAC-006 reports. `*`
+# lists every grant, since a rule on every resource has them all. Keyed by resource, so that a
+# rule's resources pick their grants by one lookup each instead of a join of every resource with
+# every grant: on regorus' VM each loop iteration costs over a thousand machine instructions
+# (BENCHMARKS.md, "Instructions"), and most rules the RBAC-006 body reads name no such resource.
+# rbac_test checks that `*` holds exactly the other keys' grants.
+escalation_grants := {
+	"pods/exec": [{"group": "", "verb": "create", "what": "exec into pods"}],
+	"pods/attach": [{"group": "", "verb": "create", "what": "attach to pods"}],
+	"pods": [{"group": "", "verb": "create", "what": "create pods running as any ServiceAccount of the namespace"}],
+	"serviceaccounts/token": [{"group": "", "verb": "create", "what": "mint ServiceAccount tokens"}],
+	"nodes/proxy": [{"group": "", "verb": "get", "what": "reach the kubelet API through nodes/proxy"}],
+	"serviceaccounts": [{"group": "", "verb": "impersonate", "what": "impersonate ServiceAccounts"}],
+	"users": [{"group": "", "verb": "impersonate", "what": "impersonate users"}],
+	"groups": [{"group": "", "verb": "impersonate", "what": "impersonate groups"}],
+	"roles": [
+		{"group": "rbac.authorization.k8s.io", "verb": "escalate", "what": "escalate Roles"},
+		{"group": "rbac.authorization.k8s.io", "verb": "bind", "what": "bind any Role"},
+	],
+	"clusterroles": [
+		{"group": "rbac.authorization.k8s.io", "verb": "escalate", "what": "escalate ClusterRoles"},
+		{"group": "rbac.authorization.k8s.io", "verb": "bind", "what": "bind any ClusterRole"},
+	],
+	"*": [
+		{"group": "", "verb": "create", "what": "exec into pods"},
+		{"group": "", "verb": "create", "what": "attach to pods"},
+		{"group": "", "verb": "create", "what": "create pods running as any ServiceAccount of the namespace"},
+		{"group": "", "verb": "create", "what": "mint ServiceAccount tokens"},
+		{"group": "", "verb": "get", "what": "reach the kubelet API through nodes/proxy"},
+		{"group": "", "verb": "impersonate", "what": "impersonate ServiceAccounts"},
+		{"group": "", "verb": "impersonate", "what": "impersonate users"},
+		{"group": "", "verb": "impersonate", "what": "impersonate groups"},
+		{"group": "rbac.authorization.k8s.io", "verb": "escalate", "what": "escalate Roles"},
+		{"group": "rbac.authorization.k8s.io", "verb": "bind", "what": "bind any Role"},
+		{"group": "rbac.authorization.k8s.io", "verb": "escalate", "what": "escalate ClusterRoles"},
+		{"group": "rbac.authorization.k8s.io", "verb": "bind", "what": "bind any ClusterRole"},
+	],
 }
 
-escalation_verbs := {"create", "get", "impersonate", "escalate", "bind", "*"}
-
-escalation_candidate(r) if {
-	some res in r.resources
-	res in escalation_resources
-	some v in r.verbs
-	v in escalation_verbs
-}
-
-# A candidate rule is joined with escalation_grants by lib.grants' test written out, not by a
-# call for each of the twelve grants: a function call costs thousands of machine instructions on
-# regorus' VM (BENCHMARKS.md, "Instructions"). The two accepted values are an array, which the VM
-# builds without ordering its members as it would a set's.
+# A rule's grants are tested with lib.grants' test written out, not by a call for each grant: a
+# function call costs thousands of machine instructions on regorus' VM (BENCHMARKS.md,
+# "Instructions"). The two accepted values are an array, which the VM builds without ordering
+# its members as it would a set's. The rule RBAC-002 reports is skipped last, as few rules get
+# that far.
 binding_findings contains f if {
 	some i in narrow_bindings
 	b := input.rbac.bindings[i]
 	whats := sort({g.what |
 		some r in b.rules
-		escalation_candidate(r)
-		not wildcard_reported(r)
-		some g in escalation_grants
 		some res in r.resources
-		res in [g.resource, "*"]
+		some g in escalation_grants[res]
 		some v in r.verbs
 		v in [g.verb, "*"]
 		some group in r.apiGroups
 		group in [g.group, "*"]
+		not wildcard_reported(r)
 	})
 	count(whats) > 0
 	f := object.union(

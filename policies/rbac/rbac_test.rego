@@ -268,20 +268,42 @@ test_rbac006_read_only_pods if {
 	silent("RBAC-006", bindings([role_binding("r", "r", [rule([""], ["pods", "pods/log", "pods/exec"], ["get", "list"])])]))
 }
 
-# The guards' sets are written out in rbac.rego; they must name exactly what escalation_grants
-# names (plus `*`), and a binding with a rule on any of those resources or on Secrets, or with
-# the verb `*`, must be among the bindings the three rules review (one on configmaps is not).
-test_rbac006_guard_sets_match_escalation_grants if {
-	rbac.escalation_resources == {g.resource | some g in rbac.escalation_grants} | {"*"}
-	rbac.escalation_verbs == {g.verb | some g in rbac.escalation_grants} | {"*"}
-	every res in rbac.escalation_resources | {"secrets"} {
+# escalation_grants is keyed by resource; its `*` entry must hold exactly the other entries'
+# grants. A binding with a rule on any of its resources or on Secrets, or with the verb `*`,
+# must be among the bindings the three rules review (one on configmaps is not).
+test_rbac006_wildcard_grants_are_all_the_grants if {
+	{g | some res, gs in rbac.escalation_grants; res != "*"; some g in gs} == {g | some g in rbac.escalation_grants["*"]}
+	count(rbac.escalation_grants["*"]) == count({g | some g in rbac.escalation_grants["*"]})
+	every res, _ in rbac.escalation_grants {
 		reviewed := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], [res], ["get"])])])
 		reviewed == {0}
 	}
+	secrets := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["secrets"], ["get"])])])
+	secrets == {0}
 	star := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["*"])])])
 	star == {0}
 	plain := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["get", "list"])])])
 	plain == set()
+}
+
+# Each grant is reported for its resource, verb and group, and through the wildcards `*` (a rule
+# on `*` resources is RBAC-002's unless forbidWildcards is false).
+test_rbac006_every_grant if {
+	every res, gs in object.remove(rbac.escalation_grants, ["*"]) {
+		every g in gs {
+			one("RBAC-006", bindings([role_binding("b", "r", [rule([g.group], [res], [g.verb])])]), [g.what])
+		}
+	}
+	inp := params(bindings([role_binding("b", "r", [rule(["*"], ["*"], ["*"])])]), {"forbidWildcards": false})
+	every g in rbac.escalation_grants["*"] {
+		one("RBAC-006", inp, [g.what])
+	}
+}
+
+test_rbac006_other_group_or_verb if {
+	silent("RBAC-006", bindings([role_binding("b", "r", [rule(["apps"], ["pods/exec"], ["create"])])]))
+	silent("RBAC-006", bindings([role_binding("b", "r", [rule([""], ["pods/exec"], ["get"])])]))
+	silent("RBAC-006", bindings([role_binding("b", "r", [rule(["rbac.authorization.k8s.io"], ["users"], ["impersonate"])])]))
 }
 
 # ---------------------------------------------------------------------------------------------
