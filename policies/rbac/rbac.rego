@@ -101,6 +101,71 @@ narrow_bindings contains i if {
 cluster_wide_extra(b) := {"impact": 5} if b.clusterWide
 else := {}
 
+# The finding of RBAC-002 or RBAC-003 (id) for binding b, whose message fmt takes the
+# ServiceAccount, the workload, the binding's scope, the binding, the role's kind and name, then
+# detail. One call builds it, with the forms of lib.binding_scope, lib.binding_desc,
+# lib.binding_ref, lib.role_ref and cluster_wide_extra written out for the bindings Kubernetes
+# accepts (a RoleBinding to a Role or a ClusterRole, a ClusterRoleBinding to a ClusterRole):
+# on regorus' VM those five calls cost more than the rest of the finding (BENCHMARKS.md,
+# "Instructions"). Any other binding gets the helpers' answers from any_binding_finding (a
+# separate function keeps them out of this one's register window); rbac_test holds the forms
+# equal to the helpers'.
+binding_finding(id, fmt, b, detail) := {
+	"id": id,
+	"message": sprintf(fmt, [
+		sa_desc, data.crmrisk.lib.workload_desc, sprintf("in namespace %s", [b.namespace]),
+		sprintf("RoleBinding %s/%s", [b.namespace, b.name]), "Role", b.roleRef.name, detail,
+	]),
+	"evidence": [
+		sa_ref,
+		{"kind": "RoleBinding", "namespace": b.namespace, "name": b.name},
+		{"kind": "Role", "namespace": b.namespace, "name": b.roleRef.name},
+	],
+} if {
+	b.kind == "RoleBinding"
+	b.roleRef.kind == "Role"
+	b.clusterWide == false
+} else := {
+	"id": id,
+	"message": sprintf(fmt, [
+		sa_desc, data.crmrisk.lib.workload_desc, "cluster-wide",
+		sprintf("ClusterRoleBinding %s", [b.name]), "ClusterRole", b.roleRef.name, detail,
+	]),
+	"evidence": [sa_ref, {"kind": "ClusterRoleBinding", "name": b.name}, {"kind": "ClusterRole", "name": b.roleRef.name}],
+	"impact": 5,
+} if {
+	b.kind == "ClusterRoleBinding"
+	b.roleRef.kind == "ClusterRole"
+	b.clusterWide == true
+} else := {
+	"id": id,
+	"message": sprintf(fmt, [
+		sa_desc, data.crmrisk.lib.workload_desc, sprintf("in namespace %s", [b.namespace]),
+		sprintf("RoleBinding %s/%s", [b.namespace, b.name]), "ClusterRole", b.roleRef.name, detail,
+	]),
+	"evidence": [
+		sa_ref,
+		{"kind": "RoleBinding", "namespace": b.namespace, "name": b.name},
+		{"kind": "ClusterRole", "name": b.roleRef.name},
+	],
+} if {
+	b.kind == "RoleBinding"
+	b.roleRef.kind == "ClusterRole"
+	b.clusterWide == false
+} else := any_binding_finding(id, fmt, b, detail)
+
+any_binding_finding(id, fmt, b, detail) := object.union(
+	{
+		"id": id,
+		"message": sprintf(fmt, [
+			sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b),
+			b.roleRef.kind, b.roleRef.name, detail,
+		]),
+		"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
+	},
+	cluster_wide_extra(b),
+)
+
 # ---------------------------------------------------------------------------------------------
 # RBAC-001: bound to cluster-admin
 # ---------------------------------------------------------------------------------------------
@@ -138,17 +203,7 @@ binding_findings contains f if {
 		lib.wildcard_rule(r)
 	])
 	count(rules) > 0
-	f := object.union(
-		{
-			"id": "RBAC-002",
-			"message": sprintf(
-				"%s used by %s gets wildcard permissions %s through %s (%s %s): %s",
-				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), b.roleRef.kind, b.roleRef.name, concat("; ", rules)],
-			),
-			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
-		},
-		cluster_wide_extra(b),
-	)
+	f := binding_finding("RBAC-002", "%s used by %s gets wildcard permissions %s through %s (%s %s): %s", b, concat("; ", rules))
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -179,17 +234,7 @@ binding_findings contains f if {
 		not wildcard_reported(r)
 	])
 	count(rules) > 0
-	f := object.union(
-		{
-			"id": "RBAC-003",
-			"message": sprintf(
-				"%s used by %s can read every Secret %s through %s (%s %s: %s)",
-				[sa_desc, data.crmrisk.lib.workload_desc, lib.binding_scope(b), lib.binding_desc(b), b.roleRef.kind, b.roleRef.name, concat("; ", rules)],
-			),
-			"evidence": [sa_ref, lib.binding_ref(b), lib.role_ref(b)],
-		},
-		cluster_wide_extra(b),
-	)
+	f := binding_finding("RBAC-003", "%s used by %s can read every Secret %s through %s (%s %s: %s)", b, concat("; ", rules))
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -138,6 +138,39 @@ test_rbac002_off if {
 	silent("RBAC-002", params(inp, {"forbidWildcards": false}))
 }
 
+# binding_finding writes out the helpers' forms for the bindings Kubernetes accepts; for every
+# combination of binding kind, role kind and scope it must build the finding any_binding_finding
+# builds from the helpers.
+test_binding_finding_matches_the_helpers if {
+	every kind in ["RoleBinding", "ClusterRoleBinding"] {
+		every role_kind in ["Role", "ClusterRole", "Other"] {
+			every cluster_wide in [false, true] {
+				b := {
+					"kind": kind, "name": "b", "namespace": "crm",
+					"roleRef": {"kind": role_kind, "name": "r"}, "roleFound": true, "clusterWide": cluster_wide,
+					"rules": [],
+				}
+				inp := bindings([b])
+				fast := rbac.binding_finding("X", "%s|%s|%s|%s|%s|%s|%s", b, "d") with input as inp
+				slow := rbac.any_binding_finding("X", "%s|%s|%s|%s|%s|%s|%s", b, "d") with input as inp
+				fast == slow
+			}
+		}
+	}
+}
+
+test_rbac002_role_binding_to_cluster_role if {
+	inp := bindings([role_binding_to_cluster_role("crm-edit", "edit", [rule([""], ["configmaps"], ["*"])])])
+	one("RBAC-002", inp, ["in namespace crm through RoleBinding crm/crm-edit (ClusterRole edit)"])
+	f := fired("RBAC-002", inp)[0]
+	not f.impact
+	f.evidence == [
+		{"kind": "ServiceAccount", "namespace": "crm", "name": "crm-db"},
+		{"kind": "RoleBinding", "namespace": "crm", "name": "crm-edit"},
+		{"kind": "ClusterRole", "name": "edit"},
+	]
+}
+
 # ---------------------------------------------------------------------------------------------
 # RBAC-003 read every Secret
 # ---------------------------------------------------------------------------------------------
