@@ -389,6 +389,13 @@ test_rbac009_policy_types_default_to_ingress if {
 	silent("RBAC-009", fx.db({"networkPolicies": [{"name": "np", "policyTypes": null}]}))
 }
 
+test_rbac009_ingress_policy_types if {
+	silent("RBAC-009", fx.db({"networkPolicies": [{"name": "np", "policyTypes": ["Egress", "Ingress"]}]}))
+	silent("RBAC-009", fx.db({"networkPolicies": [{"name": "np"}]}))
+	silent("RBAC-009", fx.db({"networkPolicies": [{"name": "e", "policyTypes": ["Egress"]}, {"name": "i", "policyTypes": ["Ingress"]}]}))
+	one("RBAC-009", fx.db({"networkPolicies": [{"name": "e", "policyTypes": ["Egress"]}, {"name": "f", "policyTypes": ["Egress"]}]}), ["no NetworkPolicy"])
+}
+
 test_rbac009_not_for_other_workloads if {
 	silent("RBAC-009", fx.hardened_web)
 }
