@@ -103,12 +103,13 @@ at_rest_problem(sc) := {
 # lib.sc_param(sc, key) for a key written in lower case, on a StorageClass of the input: the
 # input schema makes parameters a required map of strings, so it reads sc.parameters without an
 # object.get default and keeps each value as it is (sprintf("%v") of a string is the string), and
-# tests values[0] rather than count(values) > 0. Each builtin call costs regorus' VM about as
-# much as a rule call, and at_rest_problem reads one or two parameters for most claims
-# (BENCHMARKS.md, "Instructions"). encryption_test checks it against lib.sc_param.
-sc_value(sc, key) := trim_space(lower(values[0])) if {
-	values := sort([v | some k, v in sc.parameters; lower(k) == key])
-	values[0]
+# takes the least value with min (undefined for none) rather than sorting them, testing the count
+# and indexing. Each builtin call and VM instruction costs regorus' VM, and at_rest_problem reads
+# one or two parameters for most claims (BENCHMARKS.md, "Instructions"). encryption_test checks
+# it against lib.sc_param.
+sc_value(sc, key) := trim_space(lower(value)) if {
+	value := min([v | some k, v in sc.parameters; lower(k) == key])
+	value # regorus' VM would go on with an undefined value
 } else := ""
 
 storage_findings contains f if {
