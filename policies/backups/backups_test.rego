@@ -79,6 +79,16 @@ test_bkp001_no_tool_for_a_database_without_volumes if {
 	one("BKP-001", inp, ["keeps state (a database)"])
 }
 
+# BKP-001 and BKP-002 sit behind one test of [Velero installed, no schedule].
+test_bkp001_bkp002_without_velero_next_to_a_schedule if {
+	none := object.union(fx.hardened, {"backup": {"tools": tools(false, false)}})
+	one("BKP-001", none, ["neither Velero nor CloudNativePG"])
+	silent("BKP-002", none)
+	cnpg_only := object.union(fx.hardened, {"backup": {"tools": tools(false, true)}})
+	silent("BKP-001", cnpg_only)
+	silent("BKP-002", cnpg_only)
+}
+
 test_bkp001_not_for_stateless_workloads if {
 	silent("BKP-001", nothing_installed(fx.hardened_web))
 }
