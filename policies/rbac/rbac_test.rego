@@ -198,6 +198,11 @@ test_rbac003_named_secrets_are_fine if {
 	silent("RBAC-003", bindings([role_binding("b", "r", [named])]))
 }
 
+test_rbac003_without_resource_names_field if {
+	unnamed := object.remove(rule([""], ["secrets"], ["get"]), ["resourceNames"])
+	one("RBAC-003", bindings([role_binding("b", "r", [unnamed])]), ["get on secrets"])
+}
+
 test_rbac003_other_group_or_verb if {
 	silent("RBAC-003", bindings([role_binding("b", "r", [rule(["apps"], ["secrets"], ["get"])])]))
 	silent("RBAC-003", bindings([role_binding("b", "r", [rule([""], ["secrets"], ["create", "update"])])]))
