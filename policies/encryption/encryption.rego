@@ -26,24 +26,14 @@ import data.crmrisk.lib
 # costs thousands of machine instructions on regorus' VM, and ENC-001 to ENC-003 fire for a good
 # share of the workloads (BENCHMARKS.md).
 
-# Claims whose StorageClass exists, so its provisioner and parameters can be read. A claim without
-# a StorageClass has storageClass null, whose .found is undefined as that of any non-object: no
-# is_object call is needed (a builtin call costs regorus' VM about as much as a rule call).
-resolved_claims := [c |
-	some c in input.storage.claims
-	c.found
-	c.storageClass.found
-]
-
-# The storage rules (ENC-001 to ENC-003) are one group behind one test, for workloads that
-# have volume claims and when requireEncryptedStorage is on: on regorus' VM, trying a rule body
-# costs thousands of machine instructions even when its first line fails (BENCHMARKS.md,
-# "Instructions").
-findings contains f if {
-	input.storage.claims[0]
-	not input.params.encryption.requireEncryptedStorage == false
-	some f in storage_findings
-}
+# The storage rules (ENC-001 to ENC-003) iterate input.storage.claims in findings' own bodies:
+# a workload without claims ends each loop at once, and one with claims is spared the calls of a
+# group rule and of a rule listing the resolved claims (on regorus' VM a rule call and each VM
+# instruction cost, BENCHMARKS.md, "Instructions"). A resolved claim, whose StorageClass exists so
+# its provisioner and parameters can be read, is `c.found` and `c.storageClass.found`: a claim
+# without a StorageClass has storageClass null, whose .found is undefined as that of any
+# non-object, so no is_object call is needed (a builtin call costs regorus' VM about as much as a
+# rule call).
 
 # ---------------------------------------------------------------------------------------------
 # ENC-001: volume stored unencrypted
@@ -112,16 +102,20 @@ sc_value(sc, key) := trim_space(lower(value)) if {
 	value # regorus' VM would go on with an undefined value
 } else := ""
 
-storage_findings contains f if {
-	some c in resolved_claims
+# The switch is tested after the problem: it is nearly always on.
+findings contains f if {
+	some c in input.storage.claims
+	c.found
+	c.storageClass.found
 	problem := at_rest_problem(c.storageClass)
 	problem # regorus' VM would go on with an undefined problem and build the finding
+	not input.params.encryption.requireEncryptedStorage == false
 	f := at_rest_finding(c, problem)
 }
 
 # The finding for a resolved claim and its problem. One function with lib.claim_desc and
 # lib.claim_ref written out in its two forms (a volumeClaimTemplate points at the workload, see
-# claim_ref) rather than two calls of them, and outside the body of storage_findings, whose
+# claim_ref) rather than two calls of them, and outside the body of findings, whose
 # register window it would widen (BENCHMARKS.md, "Instructions").
 at_rest_finding(c, problem) := {
 	"id": problem.id,
@@ -142,13 +136,22 @@ else := {
 # ---------------------------------------------------------------------------------------------
 
 # The three rules for a claim that was not resolved (the claim or its StorageClass not found, or
-# no StorageClass) form a group within the storage group, tried only when some claim is not in
-# resolved_claims: most claims are resolved, and each body tried costs thousands of machine
-# instructions on regorus' VM (BENCHMARKS.md, "Instructions"). resolved_claims keeps the claims
-# that pass, in order, so it differs from input.storage.claims exactly when one is left out: one
-# comparison instead of two count calls.
-storage_findings contains f if {
-	resolved_claims != input.storage.claims
+# no StorageClass) form a group, tried only when some claim is not resolved: its StorageClass
+# is not found (or null), or the claim itself is not found, one test per body as a body cannot
+# test either of two conditions. Most claims are resolved, and each body tried costs thousands of
+# machine instructions on regorus' VM (BENCHMARKS.md, "Instructions"); both bodies read the same
+# unresolved_findings when they both apply.
+findings contains f if {
+	some c in input.storage.claims
+	not c.storageClass.found
+	not input.params.encryption.requireEncryptedStorage == false
+	some f in unresolved_findings
+}
+
+findings contains f if {
+	some c in input.storage.claims
+	not c.found
+	not input.params.encryption.requireEncryptedStorage == false
 	some f in unresolved_findings
 }
 
@@ -196,8 +199,10 @@ unresolved_findings contains f if {
 # ENC-004: Ingress serving the workload over plain HTTP
 # ---------------------------------------------------------------------------------------------
 
-# The Ingress rules (ENC-004) are tried only when requireIngressTLS is on and the workload is
-# behind an Ingress (see the storage group above).
+# The Ingress rules (ENC-004) are one group behind one test, tried only when the workload is
+# behind an Ingress and requireIngressTLS is on: on regorus' VM, trying a rule body costs
+# thousands of machine instructions even when its first line fails (BENCHMARKS.md,
+# "Instructions").
 findings contains f if {
 	input.ingresses[0]
 	not input.params.encryption.requireIngressTLS == false
