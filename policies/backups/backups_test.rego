@@ -148,6 +148,30 @@ test_bkp002_not_for_stateless_workloads if {
 test_bkp003_weekly_schedule if {
 	inp := schedules([schedule({"name": "weekly", "schedule": "0 3 * * 0", "intervalHours": 168})])
 	one("BKP-003", inp, ["every 168 hours", "velero/weekly every 168h", "24 hours allowed"])
+	fired("BKP-003", inp)[0].evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Schedule", "namespace": "velero", "name": "weekly"},
+	]
+}
+
+# BKP-003, BKP-004 and BKP-007 build their finding in one form for one active schedule and in
+# another for several: these tests hold the second.
+test_bkp003_two_slow_schedules if {
+	inp := schedules([schedule({"name": "weekly", "intervalHours": 168}), schedule({"name": "fortnightly", "intervalHours": 336})])
+	one("BKP-003", inp, ["every 168 hours (velero/fortnightly every 336h, velero/weekly every 168h)"])
+	f := fired("BKP-003", inp)[0]
+	f.evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Schedule", "namespace": "velero", "name": "weekly"},
+		{"kind": "Schedule", "namespace": "velero", "name": "fortnightly"},
+	]
+}
+
+test_bkp003_unparsable_cron_next_to_a_slow_schedule if {
+	inp := schedules([schedule({"name": "odd", "intervalHours": null}), schedule({"name": "weekly", "intervalHours": 168})])
+	one("BKP-003", inp, ["every 168 hours (velero/weekly every 168h)"])
+	f := fired("BKP-003", inp)[0]
+	not {"kind": "Schedule", "namespace": "velero", "name": "odd"} in f.evidence
 }
 
 test_bkp003_most_frequent_schedule_counts if {
@@ -194,6 +218,12 @@ test_bkp004_default_ttl_is_named if {
 		},
 	)
 	one("BKP-004", inp, ["at most 30 days", "velero/daily ttl 720h (default)", "45 days required"])
+}
+
+test_bkp004_two_short_ttls if {
+	inp := schedules([schedule({"ttl": "72h0m0s", "ttlHours": 72}), schedule({"name": "two-days", "ttl": null, "ttlHours": 48})])
+	one("BKP-004", inp, ["at most 3 days (velero/daily ttl 72h0m0s, velero/two-days ttl 48h (default))"])
+	count(fired("BKP-004", inp)[0].evidence) == 3
 }
 
 test_bkp004_longest_kept_schedule_counts if {
@@ -352,6 +382,18 @@ test_bkp007_snapshot_volumes_unset_means_true if {
 
 test_bkp007_one_schedule_snapshots if {
 	silent("BKP-007", schedules([schedule({"name": "objects", "snapshotVolumes": false}), fx.daily_schedule]))
+}
+
+test_bkp007_two_schedules_without_snapshots if {
+	inp := schedules([schedule({"name": "weekly", "snapshotVolumes": false}), schedule({"snapshotVolumes": false})])
+	one("BKP-007", inp, ["Velero Schedules velero/daily, velero/weekly cover"])
+	f := fired("BKP-007", inp)[0]
+	f.evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Schedule", "namespace": "velero", "name": "weekly"},
+		{"kind": "Schedule", "namespace": "velero", "name": "daily"},
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+	]
 }
 
 test_bkp007_not_without_volumes if {
