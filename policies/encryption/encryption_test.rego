@@ -154,6 +154,31 @@ test_enc003_storage_class_missing if {
 	silent("ENC-001", inp)
 }
 
+# The unresolved group is tried for a claim that is not found whatever its StorageClass, and
+# for a found claim whose StorageClass is missing or null, never for a resolved one.
+test_enc003_each_unresolved_claim_once if {
+	found_sc := fx.storage_class("gp3", "ebs.csi.aws.com", {"encrypted": "true", "kmsKeyId": "k"})
+	missing_sc := {"name": "fast", "found": false, "isDefault": false, "provisioner": null, "parameters": {}}
+	claims := [
+		object.union(fx.volume_claim("a", found_sc), {"found": false}),
+		object.union(fx.volume_claim("b", missing_sc), {"found": false}),
+		fx.volume_claim("c", missing_sc),
+		{"name": "d", "source": "volume", "found": true, "storageClassName": null, "storageClass": null},
+		fx.volume_claim("e", found_sc),
+	]
+	fs := fired("ENC-003", with_claims(claims))
+	print(fs)
+	count(fs) == 4
+	messages := concat(" | ", sort([f.message | some f in fs]))
+	contains(messages, "PersistentVolumeClaim crm/a is used by the pod template but was not found")
+	contains(messages, "PersistentVolumeClaim crm/b is used by the pod template but was not found")
+	contains(messages, "PersistentVolumeClaim crm/c names StorageClass fast, which does not exist")
+	contains(messages, "PersistentVolumeClaim crm/d has no StorageClass")
+	not contains(messages, "crm/e")
+	silent("ENC-001", with_claims(claims))
+	silent("ENC-002", with_claims(claims))
+}
+
 test_enc003_unknown_provisioner if {
 	inp := with_class("nfs.csi.k8s.io", {"server": "nfs.local"})
 	one("ENC-003", inp, ["nfs.csi.k8s.io", "verify encryption at rest by hand"])
