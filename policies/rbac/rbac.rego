@@ -36,7 +36,9 @@ admin_bindings contains b if {
 # names a resource one of them reports (or `*`), or has the verb `*`. Most bindings only read
 # ordinary resources (configmaps); they are passed over here once rather than in each of the
 # three rules, which then read only these bindings. The rule test comes before the RBAC-001
-# test, as most bindings fail it.
+# test, as most bindings fail it. The object maps a binding's index to the binding, so the rules
+# that read it (and narrow_bindings) get the binding without looking it up in the input again:
+# on regorus' VM input.rbac.bindings[i] is three object lookups.
 #
 # The rule test is one strings.any_prefix_match over the rule's resources and verbs: a resource
 # or verb that starts with one of the names below. The names are the resources escalation_grants
@@ -46,7 +48,7 @@ admin_bindings contains b if {
 # On regorus' VM a loop over the resources and a second body for the verb `*` cost far more
 # machine instructions than the builtin call (BENCHMARKS.md, "Instructions"). rbac_test checks
 # that every resource the three rules report makes a binding reviewed.
-reviewed_bindings contains i if {
+reviewed_bindings[i] := b if {
 	some i, b in input.rbac.bindings
 	some r in b.rules
 	strings.any_prefix_match(array.concat(r.resources, r.verbs), [
@@ -63,7 +65,7 @@ reviewed_bindings contains i if {
 # Here and in the three rules, a collection is tested non-empty by comparing it with the empty
 # one: on regorus' VM the count builtin costs more than the comparison.
 findings contains f if {
-	reviewed_bindings != set()
+	reviewed_bindings != {}
 	some f in binding_findings
 }
 
@@ -82,23 +84,23 @@ wildcard_reported(r) if {
 	wildcards_checked
 }
 
-# Reviewed bindings with a rule RBAC-002 does not report: RBAC-003 and RBAC-006 look only into
-# these. Most reviewed bindings grant `*` and nothing else, and are passed over here once. The
+# Reviewed bindings (index to binding, as reviewed_bindings) with a rule RBAC-002 does not
+# report: RBAC-003 and RBAC-006 look only into these. Most reviewed bindings grant `*` and nothing else, and are passed over here once. The
 # wildcard test is written out (with a second body for forbidWildcards: false, when RBAC-002
 # reports nothing) rather than a wildcard_reported call per rule: on regorus' VM a function call
 # costs thousands of machine instructions (BENCHMARKS.md, "Instructions").
-narrow_bindings contains i if {
+narrow_bindings[i] := b if {
 	wildcards_checked
-	some i in reviewed_bindings
-	some r in input.rbac.bindings[i].rules
+	some i, b in reviewed_bindings
+	some r in b.rules
 	not "*" in r.verbs
 	not "*" in r.resources
 }
 
-narrow_bindings contains i if {
+narrow_bindings[i] := b if {
 	not wildcards_checked
-	some i in reviewed_bindings
-	some _ in input.rbac.bindings[i].rules
+	some i, b in reviewed_bindings
+	some _ in b.rules
 }
 
 
@@ -202,8 +204,7 @@ findings contains f if {
 # more than the builtin.
 binding_findings contains f if {
 	wildcards_checked
-	some i in reviewed_bindings
-	b := input.rbac.bindings[i]
+	some b in reviewed_bindings
 	rules := sort([sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)]) |
 		some r in b.rules
 		"*" in array.concat(r.verbs, r.resources)
@@ -232,8 +233,7 @@ secret_read_rule(r) if {
 
 # The switch is tested last: it is nearly always on, and most narrow bindings do not read Secrets.
 binding_findings contains f if {
-	some i in narrow_bindings
-	b := input.rbac.bindings[i]
+	some b in narrow_bindings
 	rules := sort([sprintf("%s on %s", [concat(",", r.verbs), concat(",", r.resources)]) |
 		some r in b.rules
 		secret_read_rule(r)
@@ -333,8 +333,7 @@ escalation_grants := {
 # its members as it would a set's. The rule RBAC-002 reports is skipped last, as few rules get
 # that far.
 binding_findings contains f if {
-	some i in narrow_bindings
-	b := input.rbac.bindings[i]
+	some b in narrow_bindings
 	whats := sort({g.what |
 		some r in b.rules
 		some res in r.resources
