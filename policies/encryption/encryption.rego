@@ -26,19 +26,18 @@ import data.crmrisk.lib
 # costs thousands of machine instructions on regorus' VM, and ENC-001 to ENC-003 fire for a good
 # share of the workloads (BENCHMARKS.md).
 
-# The storage rules (ENC-001 to ENC-003) iterate input.storage.claims in findings' own bodies:
-# a workload without claims ends each loop at once, and one with claims is spared the calls of a
-# group rule and of a rule listing the resolved claims (on regorus' VM a rule call and each VM
-# instruction cost, BENCHMARKS.md, "Instructions"). A resolved claim, whose StorageClass exists so
-# its provisioner and parameters can be read, is `c.found` and `c.storageClass.found`: a claim
-# without a StorageClass has storageClass null, whose .found is undefined as that of any
-# non-object, so no is_object call is needed (a builtin call costs regorus' VM about as much as a
-# rule call).
+# The storage rules (ENC-001 to ENC-003) are one body of findings that iterates
+# input.storage.claims and asks storage_finding for each claim's finding: a workload without
+# claims ends the loop at once, and one with claims is spared the calls of a group rule and of a
+# rule listing the resolved claims, and a second body for the claims that are not resolved (on
+# regorus' VM each body of findings tried, each rule call and each VM instruction cost,
+# BENCHMARKS.md, "Instructions").
 
 # ---------------------------------------------------------------------------------------------
 # ENC-001: volume stored unencrypted
 # ENC-002: encrypted, but with the provider's key rather than a customer-managed one
-# ENC-003: a provisioner whose encryption settings crmrisk cannot read
+# ENC-003: a provisioner whose encryption settings crmrisk cannot read, or a claim or
+#          StorageClass not found: encryption at rest cannot be verified
 # ---------------------------------------------------------------------------------------------
 
 # What is wrong with a resolved claim's StorageClass, if anything: the rule and its message
@@ -102,21 +101,55 @@ sc_value(sc, key) := trim_space(lower(value)) if {
 	value # regorus' VM would go on with an undefined value
 } else := ""
 
-# The switch is tested after the problem: it is nearly always on.
+# The switch is tested after the finding: it is nearly always on.
 findings contains f if {
 	some c in input.storage.claims
+	f := storage_finding(c)
+	f # regorus' VM would go on with an undefined finding
+	not input.params.encryption.requireEncryptedStorage == false
+}
+
+# A claim's storage finding, if any: ENC-001 to ENC-003 for a resolved claim, whose StorageClass
+# exists so its provisioner and parameters can be read (`c.found` and `c.storageClass.found`: a
+# claim without a StorageClass has storageClass null, whose .found is undefined as that of any
+# non-object), else ENC-003 for a claim that is not found, has no StorageClass, or names one that
+# does not exist. One `else` chain, as each claim has at most one of these findings; no body
+# iterates, so regorus' VM takes the `else` (see lib.zone_spread).
+storage_finding(c) := at_rest_finding(c, problem) if {
 	c.found
 	c.storageClass.found
 	problem := at_rest_problem(c.storageClass)
 	problem # regorus' VM would go on with an undefined problem and build the finding
-	not input.params.encryption.requireEncryptedStorage == false
-	f := at_rest_finding(c, problem)
+} else := {
+	"id": "ENC-003",
+	"message": sprintf("%s is used by the pod template but was not found, so its encryption cannot be verified", [lib.claim_desc(c)]),
+	"evidence": [lib.claim_ref(c)],
+} if {
+	not c.found
+} else := {
+	"id": "ENC-003",
+	"message": sprintf(
+		"%s has no StorageClass (a pre-provisioned volume, or no default class), so its encryption cannot be verified",
+		[lib.claim_desc(c)],
+	),
+	"evidence": [lib.claim_ref(c)],
+} if {
+	not is_object(c.storageClass)
+} else := {
+	"id": "ENC-003",
+	"message": sprintf(
+		"%s names StorageClass %s, which does not exist, so its encryption cannot be verified",
+		[lib.claim_desc(c), c.storageClass.name],
+	),
+	"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
+} if {
+	not c.storageClass.found
 }
 
 # The finding for a resolved claim and its problem. One function with lib.claim_desc and
 # lib.claim_ref written out in its two forms (a volumeClaimTemplate points at the workload, see
-# claim_ref) rather than two calls of them, and outside the body of findings, whose
-# register window it would widen (BENCHMARKS.md, "Instructions").
+# claim_ref) rather than two calls of them, and outside storage_finding, whose register window
+# (as large as all its `else` bodies together) it would widen (BENCHMARKS.md, "Instructions").
 at_rest_finding(c, problem) := {
 	"id": problem.id,
 	"message": sprintf(problem.format, [sprintf("volumeClaimTemplate %s of %s", [c.name, data.crmrisk.lib.workload_desc]), c.storageClass.name, c.storageClass.provisioner]),
@@ -130,65 +163,6 @@ else := {
 		{"kind": "StorageClass", "name": c.storageClass.name},
 	],
 }
-
-# ---------------------------------------------------------------------------------------------
-# ENC-003: encryption at rest cannot be verified
-# ---------------------------------------------------------------------------------------------
-
-# The three rules for a claim that was not resolved (the claim or its StorageClass not found, or
-# no StorageClass) form a group, tried only when some claim is not resolved: most claims are, and
-# each body tried costs thousands of machine instructions on regorus' VM (BENCHMARKS.md,
-# "Instructions"). One test tells it, in one body rather than one per condition: the pair of the
-# claim's and its StorageClass's found differs from [true, true], object.get reading a null
-# StorageClass (none) as not found. (A path such as c.storageClass.found in the array would be
-# undefined for a null StorageClass, and OPA evaluates it outside the `not` of
-# `not [...] == [true, true]`.)
-findings contains f if {
-	some c in input.storage.claims
-	[c.found, object.get(c, ["storageClass", "found"], false)] != [true, true]
-	not input.params.encryption.requireEncryptedStorage == false
-	some f in unresolved_findings
-}
-
-unresolved_findings contains f if {
-	some c in input.storage.claims
-	not c.found
-	f := {
-		"id": "ENC-003",
-		"message": sprintf("%s is used by the pod template but was not found, so its encryption cannot be verified", [lib.claim_desc(c)]),
-		"evidence": [lib.claim_ref(c)],
-	}
-}
-
-unresolved_findings contains f if {
-	some c in input.storage.claims
-	c.found
-	not is_object(c.storageClass)
-	f := {
-		"id": "ENC-003",
-		"message": sprintf(
-			"%s has no StorageClass (a pre-provisioned volume, or no default class), so its encryption cannot be verified",
-			[lib.claim_desc(c)],
-		),
-		"evidence": [lib.claim_ref(c)],
-	}
-}
-
-unresolved_findings contains f if {
-	some c in input.storage.claims
-	c.found
-	is_object(c.storageClass)
-	not c.storageClass.found
-	f := {
-		"id": "ENC-003",
-		"message": sprintf(
-			"%s names StorageClass %s, which does not exist, so its encryption cannot be verified",
-			[lib.claim_desc(c), c.storageClass.name],
-		),
-		"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
-	}
-}
-
 
 # ---------------------------------------------------------------------------------------------
 # ENC-004: Ingress serving the workload over plain HTTP
