@@ -186,14 +186,30 @@ stateful_findings contains f if {
 	f := retention_finding(longest)
 }
 
-# One active schedule: see interval_finding. It has a ttl, or BKP-004 would not fire.
+# One active schedule: see interval_finding. It has a ttl, or BKP-004 would not fire, written
+# as ttl_desc would (the first two forms), without calling it.
 retention_finding(longest) := {
 	"id": "BKP-004",
 	"message": sprintf(
 		"Velero keeps the backups of %s for at most %v days (%s/%s ttl %s), fewer than the %v days required: corruption noticed later cannot be rolled back",
 		[
 			data.crmrisk.lib.workload_desc, longest,
-			s.namespace, s.name, ttl_desc(s),
+			s.namespace, s.name, s.ttl,
+			input.params.backups.minRetentionDays,
+		],
+	),
+	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "Schedule", "namespace": s.namespace, "name": s.name}],
+} if {
+	not active_schedules[1]
+	s := active_schedules[0]
+	s.ttl != null # ttl_desc's first form: the schema makes ttl a string or null
+} else := {
+	"id": "BKP-004",
+	"message": sprintf(
+		"Velero keeps the backups of %s for at most %v days (%s/%s ttl %vh (default)), fewer than the %v days required: corruption noticed later cannot be rolled back",
+		[
+			data.crmrisk.lib.workload_desc, longest,
+			s.namespace, s.name, s.ttlHours,
 			input.params.backups.minRetentionDays,
 		],
 	),
@@ -427,8 +443,21 @@ stateful_findings contains f if {
 	f := volume_data_finding
 }
 
-# One active schedule: see interval_finding.
+# One active schedule and one claim, then one active schedule: see interval_finding. The claim
+# is named as claim_names and claim_refs would, without reading them.
 volume_data_finding := {
+	"id": "BKP-007",
+	"message": sprintf(
+		"Velero Schedules %s/%s cover %s with snapshotVolumes: false and no file-system backup: the data in volumes %s is not backed up, only the objects",
+		[s.namespace, s.name, data.crmrisk.lib.workload_desc, c.name],
+	),
+	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "Schedule", "namespace": s.namespace, "name": s.name}, lib.claim_ref(c)],
+} if {
+	not active_schedules[1]
+	s := active_schedules[0]
+	not input.storage.claims[1]
+	c := input.storage.claims[0]
+} else := {
 	"id": "BKP-007",
 	"message": sprintf(
 		"Velero Schedules %s/%s cover %s with snapshotVolumes: false and no file-system backup: the data in volumes %s is not backed up, only the objects",

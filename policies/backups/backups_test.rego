@@ -396,6 +396,26 @@ test_bkp007_two_schedules_without_snapshots if {
 	]
 }
 
+test_bkp007_claims_in_evidence if {
+	sc := fx.encrypted_ebs
+	one_volume := schedules([schedule({"snapshotVolumes": false})])
+	inp := object.union(one_volume, {"storage": {"claims": [fx.volume_claim("uploads", sc)]}})
+	one("BKP-007", inp, ["the data in volumes uploads is not"])
+	fired("BKP-007", inp)[0].evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Schedule", "namespace": "velero", "name": "daily"},
+		{"kind": "PersistentVolumeClaim", "namespace": "crm", "name": "uploads"},
+	]
+	two := object.union(one_volume, {"storage": {"claims": [fx.template_claim("data", sc), fx.volume_claim("uploads", sc)]}})
+	one("BKP-007", two, ["the data in volumes data, uploads is not"])
+	fired("BKP-007", two)[0].evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Schedule", "namespace": "velero", "name": "daily"},
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "PersistentVolumeClaim", "namespace": "crm", "name": "uploads"},
+	]
+}
+
 test_bkp007_not_without_volumes if {
 	silent("BKP-007", fx.db({
 		"storage": {"claims": []},
