@@ -29,7 +29,7 @@ admin_bindings contains b if {
 	some b in input.rbac.bindings
 	b.roleRef.kind == "ClusterRole"
 	b.roleRef.name == "cluster-admin"
-	object.get(input, ["params", "rbac", "forbidClusterAdmin"], true) != false
+	input.params.rbac.forbidClusterAdmin
 }
 
 # Bindings RBAC-002, RBAC-003 and RBAC-006 look into: not reported by RBAC-001, with a rule that
@@ -69,19 +69,17 @@ findings contains f if {
 	some f in binding_findings
 }
 
-wildcards_checked if object.get(input, ["params", "rbac", "forbidWildcards"], true) != false
-
-# RBAC-001, RBAC-004 and RBAC-005 test their switch after the conditions that pick a finding:
-# it is nearly always on, and on regorus' VM the first read of a rule is a call that costs more
-# than most tests (BENCHMARKS.md, "Instructions"). RBAC-004 and RBAC-005 read
-# forbidTokenAutomount with object.get in place: one of them at most fires (default
-# ServiceAccount or not), so a rule would be read once, a call, per evaluation.
+# The switches are read in place as input.params.rbac.<name>: the input schema requires the four
+# of them (booleans; the engine fills in the defaults), and on regorus' VM the path costs less
+# than object.get with a default, or than a rule, whose first read is a call (BENCHMARKS.md,
+# "Instructions"). RBAC-001, RBAC-003, RBAC-004 and RBAC-005 test theirs after the conditions
+# that pick a finding, as it is nearly always on.
 
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them. lib.wildcard_rule's test is written
 # out, as in RBAC-002: a call of its two definitions costs more on regorus' VM than the builtin.
 wildcard_reported(r) if {
 	"*" in array.concat(r.verbs, r.resources)
-	wildcards_checked
+	input.params.rbac.forbidWildcards
 }
 
 # Reviewed bindings (index to binding, as reviewed_bindings) with a rule RBAC-002 does not
@@ -90,7 +88,7 @@ wildcard_reported(r) if {
 # reports nothing) rather than a wildcard_reported call per rule: on regorus' VM a function call
 # costs thousands of machine instructions (BENCHMARKS.md, "Instructions").
 narrow_bindings[i] := b if {
-	wildcards_checked
+	input.params.rbac.forbidWildcards
 	some i, b in reviewed_bindings
 	some r in b.rules
 	not "*" in r.verbs
@@ -98,7 +96,7 @@ narrow_bindings[i] := b if {
 }
 
 narrow_bindings[i] := b if {
-	not wildcards_checked
+	not input.params.rbac.forbidWildcards
 	some i, b in reviewed_bindings
 	some _ in b.rules
 }
@@ -213,7 +211,7 @@ findings contains f if {
 # more than the builtin. A rule's verbs and resources are read once, into locals: each read is an
 # object lookup.
 binding_findings contains f if {
-	wildcards_checked
+	input.params.rbac.forbidWildcards
 	some b in reviewed_bindings
 	rules := sort([sprintf("%s on %s", [concat(",", verbs), concat(",", resources)]) |
 		some r in b.rules
@@ -252,7 +250,7 @@ binding_findings contains f if {
 		not wildcard_reported(r)
 	])
 	rules != []
-	object.get(input, ["params", "rbac", "forbidSecretReadAll"], true) != false
+	input.params.rbac.forbidSecretReadAll
 	f := binding_finding("RBAC-003", "%s used by %s can read every Secret %s through %s (%s %s: %s)", b, concat("; ", rules))
 }
 
@@ -263,7 +261,7 @@ binding_findings contains f if {
 findings contains f if {
 	input.serviceAccount.isDefault
 	input.serviceAccount.automountToken
-	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+	input.params.rbac.forbidTokenAutomount
 	f := {
 		"id": "RBAC-004",
 		"message": sprintf(
@@ -285,7 +283,7 @@ findings contains f if {
 	not input.serviceAccount.isDefault
 	input.serviceAccount.found
 	input.serviceAccount.automountToken
-	object.get(input, ["params", "rbac", "forbidTokenAutomount"], true) != false
+	input.params.rbac.forbidTokenAutomount
 	f := {
 		"id": "RBAC-005",
 		"message": sprintf(
