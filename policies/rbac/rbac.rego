@@ -15,8 +15,8 @@ sa_desc := sprintf("ServiceAccount %s/%s", [input.workload.namespace, input.serv
 
 sa_ref := {"kind": "ServiceAccount", "namespace": input.workload.namespace, "name": input.serviceAccount.name}
 
-# The binding rules write a finding's evidence ([sa_ref, lib.binding_ref(b), lib.role_ref(b)]),
-# the role ("ClusterRole view") and a policy rule ("get,list on secrets") out in place rather
+# The binding rules write the role ("ClusterRole view") and a policy rule ("get,list on secrets")
+# out in place, and RBAC-002 and RBAC-003 build their finding in one binding_finding call, rather
 # than through helper functions: a function call costs thousands of machine instructions on
 # regorus' VM, and RBAC-002 fires for many workloads (BENCHMARKS.md, "Instructions").
 
@@ -24,11 +24,12 @@ sa_ref := {"kind": "ServiceAccount", "namespace": input.workload.namespace, "nam
 # themselves, not their indexes: nothing needs the index, and on regorus' VM each loop variable
 # costs two instructions per binding. The roleRef test is written out, not a function call: it
 # runs for every binding, and on regorus' VM a call costs thousands of machine instructions
-# (BENCHMARKS.md, "Instructions").
+# (BENCHMARKS.md, "Instructions"). The name comes first: few roles are called cluster-admin,
+# while many are ClusterRoles.
 admin_bindings contains b if {
 	some b in input.rbac.bindings
-	b.roleRef.kind == "ClusterRole"
 	b.roleRef.name == "cluster-admin"
+	b.roleRef.kind == "ClusterRole"
 	input.params.rbac.forbidClusterAdmin
 }
 
