@@ -30,7 +30,7 @@ admin_bindings contains b if {
 	some b in input.rbac.bindings
 	b.roleRef.name == "cluster-admin"
 	b.roleRef.kind == "ClusterRole"
-	input.params.rbac.forbidClusterAdmin
+	not input.params.rbac.forbidClusterAdmin == false
 }
 
 # Bindings RBAC-002, RBAC-003 and RBAC-006 look into: not reported by RBAC-001, with a rule that
@@ -70,17 +70,18 @@ findings contains f if {
 	some f in binding_findings
 }
 
-# The switches are read in place as input.params.rbac.<name>: the input schema requires the four
-# of them (booleans; the engine fills in the defaults), and on regorus' VM the path costs less
-# than object.get with a default, or than a rule, whose first read is a call (BENCHMARKS.md,
-# "Instructions"). RBAC-001, RBAC-003, RBAC-004 and RBAC-005 test theirs after the conditions
-# that pick a finding, as it is nearly always on.
+# The switches are read in place as `not input.params.rbac.<name> == false` (turned off only by
+# an explicit false): the engine always fills them in, but an input without them (a hand-written
+# one, say) must still be checked, not let through. On regorus' VM the path costs less than
+# object.get with a default, or than a rule, whose first read is a call (BENCHMARKS.md,
+# "Instructions"). RBAC-001, RBAC-003, RBAC-004 and RBAC-005 test theirs after the conditions that
+# pick a finding, as it is nearly always on.
 
 # Rules RBAC-002 reports; RBAC-003 and RBAC-006 skip them. lib.wildcard_rule's test is written
 # out, as in RBAC-002: a call of its two definitions costs more on regorus' VM than the builtin.
 wildcard_reported(r) if {
 	"*" in array.concat(r.verbs, r.resources)
-	input.params.rbac.forbidWildcards
+	not input.params.rbac.forbidWildcards == false
 }
 
 # Reviewed bindings (index to binding, as reviewed_bindings) with a rule RBAC-002 does not
@@ -89,7 +90,7 @@ wildcard_reported(r) if {
 # reports nothing) rather than a wildcard_reported call per rule: on regorus' VM a function call
 # costs thousands of machine instructions (BENCHMARKS.md, "Instructions").
 narrow_bindings[i] := b if {
-	input.params.rbac.forbidWildcards
+	not input.params.rbac.forbidWildcards == false
 	some i, b in reviewed_bindings
 	some r in b.rules
 	not "*" in r.verbs
@@ -97,7 +98,7 @@ narrow_bindings[i] := b if {
 }
 
 narrow_bindings[i] := b if {
-	not input.params.rbac.forbidWildcards
+	input.params.rbac.forbidWildcards == false
 	some i, b in reviewed_bindings
 	some _ in b.rules
 }
@@ -212,7 +213,7 @@ findings contains f if {
 # more than the builtin. A rule's verbs and resources are read once, into locals: each read is an
 # object lookup.
 binding_findings contains f if {
-	input.params.rbac.forbidWildcards
+	not input.params.rbac.forbidWildcards == false
 	some b in reviewed_bindings
 	rules := sort([sprintf("%s on %s", [concat(",", verbs), concat(",", resources)]) |
 		some r in b.rules
@@ -251,7 +252,7 @@ binding_findings contains f if {
 		not wildcard_reported(r)
 	])
 	rules != []
-	input.params.rbac.forbidSecretReadAll
+	not input.params.rbac.forbidSecretReadAll == false
 	f := binding_finding("RBAC-003", "%s used by %s can read every Secret %s through %s (%s %s: %s)", b, concat("; ", rules))
 }
 
@@ -262,7 +263,7 @@ binding_findings contains f if {
 findings contains f if {
 	input.serviceAccount.isDefault
 	input.serviceAccount.automountToken
-	input.params.rbac.forbidTokenAutomount
+	not input.params.rbac.forbidTokenAutomount == false
 	f := {
 		"id": "RBAC-004",
 		"message": sprintf(
@@ -284,7 +285,7 @@ findings contains f if {
 	not input.serviceAccount.isDefault
 	input.serviceAccount.found
 	input.serviceAccount.automountToken
-	input.params.rbac.forbidTokenAutomount
+	not input.params.rbac.forbidTokenAutomount == false
 	f := {
 		"id": "RBAC-005",
 		"message": sprintf(

@@ -404,3 +404,18 @@ test_rbac009_ingress_policy_types if {
 test_rbac009_not_for_other_workloads if {
 	silent("RBAC-009", fx.hardened_web)
 }
+
+# ---------------------------------------------------------------------------------------------
+# Switches: only an explicit false turns a check off
+# ---------------------------------------------------------------------------------------------
+
+without_params(inp) := json.remove(inp, ["params/rbac"])
+
+test_switches_default_on_when_params_are_missing if {
+	not without_params(admin).params.rbac
+	ids(without_params(admin)) == {"RBAC-001"}
+	one("RBAC-002", without_params(bindings([role_binding("crm-db-config", "config-editor", [rule([""], ["configmaps"], ["*"])])])), ["* on configmaps"])
+	one("RBAC-003", without_params(bindings([role_binding("crm-secrets", "secret-reader", secret_rules)])), ["every Secret"])
+	one("RBAC-004", without_params(default_sa), ["token mounted"])
+	one("RBAC-005", without_params(idle_token), ["automountServiceAccountToken: false"])
+}
