@@ -54,6 +54,15 @@ test_hardened_database_is_clean if {
 	count(run(fx.hardened)) == 0
 }
 
+# findings picks the Velero and CloudNativePG groups' sets: both at once here.
+test_velero_and_cloudnativepg_findings_together if {
+	inp := object.union(
+		schedules([schedule({"ttl": "72h0m0s", "ttlHours": 72})]),
+		{"backup": {"cnpg": {"clusters": [object.union(fx.healthy_cnpg, {"backupConfigured": false})]}}},
+	)
+	ids(inp) == {"BKP-004", "BKP-008"}
+}
+
 test_hardened_web_is_clean if {
 	print(run(fx.hardened_web))
 	count(run(fx.hardened_web)) == 0
