@@ -43,18 +43,47 @@ import data.crmrisk.lib
 # What is wrong with a resolved claim's StorageClass, if anything: the rule and its message
 # format, whose three %s are the claim, the StorageClass's name and its provisioner. The three
 # rules exclude each other (they depend on the provisioner), so one `else` chain tells which
-# applies, and one body below makes the finding: on regorus' VM each rule body, function call and
-# StorageClass parameter read costs thousands of machine instructions (BENCHMARKS.md,
-# "Instructions"), and most resolved claims have one of these problems.
-# The provisioner sets are lib's (aws_ebs_provisioners, ..., known_provisioners) written out: on
-# regorus' VM the first read of a rule, even a constant one, is a call. The parameters are read
-# with sc_value, lib.sc_param for a key given in lower case.
-at_rest_problem(sc) := {
-	"id": "ENC-001",
-	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account",
-} if {
-	sc.provisioner in {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
-	sc_value(sc, "encrypted") != "true"
+# applies, and one body (storage_finding) makes the finding: on regorus' VM each rule body,
+# function call and StorageClass parameter read costs thousands of machine instructions
+# (BENCHMARKS.md, "Instructions"), and most resolved claims have one of these problems.
+# Each known provisioner family has one parameter that decides its first problem: `encrypted`
+# must be "true" (ENC-001 otherwise) or the customer key must be set (ENC-002 when it is ""). The
+# first body looks the family and its check up in two literal objects, so a known provisioner
+# gets its answer from one body instead of trying the bodies of the families before it; the AWS
+# families' second check (kmsKeyId) and the unknown provisioners (ENC-003) follow. The
+# provisioners are lib's sets (aws_ebs_provisioners, ..., known_provisioners) written out: on
+# regorus' VM the first read of a rule, even a constant one, is a call (encryption_test checks
+# that each provisioner of each set gets its set's finding). The parameters are read with
+# sc_value, lib.sc_param for a key given in lower case.
+at_rest_problem(sc) := check.problem if {
+	families := {
+		"ebs.csi.aws.com": "aws", "kubernetes.io/aws-ebs": "aws",
+		"pd.csi.storage.gke.io": "gce", "kubernetes.io/gce-pd": "gce",
+		"disk.csi.azure.com": "azure", "kubernetes.io/azure-disk": "azure",
+		"rbd.csi.ceph.com": "rbd", "kubernetes.io/rbd": "rbd",
+	}
+	checks := {
+		"aws": {"key": "encrypted", "value": "true", "problem_if_equal": false, "problem": {
+			"id": "ENC-001",
+			"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": EBS volumes are created unencrypted unless EBS encryption by default is on in the AWS account",
+		}},
+		"gce": {"key": "disk-encryption-kms-key", "value": "", "problem_if_equal": true, "problem": {
+			"id": "ENC-002",
+			"format": "%s uses StorageClass %s (%s), encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set: the key cannot be rotated, audited or revoked by you",
+		}},
+		"rbd": {"key": "encrypted", "value": "true", "problem_if_equal": false, "problem": {
+			"id": "ENC-001",
+			"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": Ceph RBD images are written in clear to the Ceph cluster",
+		}},
+		"azure": {"key": "diskencryptionsetid", "value": "", "problem_if_equal": true, "problem": {
+			"id": "ENC-002",
+			"format": "%s uses StorageClass %s (%s), encrypted with a platform-managed key because no diskEncryptionSetID is set: the key cannot be rotated, audited or revoked by you",
+		}},
+	}
+	check := checks[families[sc.provisioner]]
+	check # regorus' VM would go on with an undefined check and call sc_value
+	same := sc_value(sc, check.key) == check.value
+	same == check.problem_if_equal
 } else := {
 	"id": "ENC-002",
 	"format": "%s uses StorageClass %s (%s), encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set: the key cannot be rotated, audited or revoked by you",
@@ -69,24 +98,6 @@ at_rest_problem(sc) := {
 		"ebs.csi.aws.com", "kubernetes.io/aws-ebs", "pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
 		"disk.csi.azure.com", "kubernetes.io/azure-disk", "rbd.csi.ceph.com", "kubernetes.io/rbd",
 	}
-} else := {
-	"id": "ENC-002",
-	"format": "%s uses StorageClass %s (%s), encrypted with a Google-managed key because no disk-encryption-kms-key (CMEK) is set: the key cannot be rotated, audited or revoked by you",
-} if {
-	sc.provisioner in {"pd.csi.storage.gke.io", "kubernetes.io/gce-pd"}
-	sc_value(sc, "disk-encryption-kms-key") == ""
-} else := {
-	"id": "ENC-001",
-	"format": "%s is provisioned by StorageClass %s (%s) without encrypted: \"true\": Ceph RBD images are written in clear to the Ceph cluster",
-} if {
-	sc.provisioner in {"rbd.csi.ceph.com", "kubernetes.io/rbd"}
-	sc_value(sc, "encrypted") != "true"
-} else := {
-	"id": "ENC-002",
-	"format": "%s uses StorageClass %s (%s), encrypted with a platform-managed key because no diskEncryptionSetID is set: the key cannot be rotated, audited or revoked by you",
-} if {
-	sc.provisioner in {"disk.csi.azure.com", "kubernetes.io/azure-disk"}
-	sc_value(sc, "diskencryptionsetid") == ""
 }
 
 # lib.sc_param(sc, key) for a key written in lower case, on a StorageClass of the input: the
