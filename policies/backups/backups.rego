@@ -115,19 +115,23 @@ unprotected_finding := {
 # BKP-003: backups too far apart (RPO)
 # ---------------------------------------------------------------------------------------------
 
-# BKP-003 and BKP-004 take the shortest interval and the longest ttl over the active schedules
-# with one (timed and kept schedules). With none, min (max) of [] is undefined and the comparison
-# fails. A schedule's intervalHours and ttlHours are a number or null, and the parameters numbers
-# (the input schema), so they are tested with `!= null` and `> 0` (null sorts before numbers)
-# rather than is_number: on regorus' VM a builtin call costs about as much as a rule call
-# (BENCHMARKS.md, "Instructions").
+# A schedule's intervalHours and ttlHours are a number or null, and the parameters numbers (the
+# input schema), so they are tested with comparisons (null sorts before numbers) rather than
+# is_number: on regorus' VM a builtin call costs about as much as a rule call (BENCHMARKS.md,
+# "Instructions").
+#
+# BKP-003 fires when every active schedule runs less often than allowed or has no interval, and
+# one has an interval. The first is tested with `every`, cheaper than taking the shortest
+# interval with a comprehension and min: (interval <= max) == (interval == null) holds for null
+# (true == true) and for an interval above the maximum (false == false). interval_finding is
+# undefined when no active schedule has an interval; it takes the shortest one only for several
+# schedules.
 stateful_findings contains f if {
-	shortest := min([s.intervalHours |
-		some s in active_schedules
-		s.intervalHours != null
-	])
-	shortest > input.params.backups.maxIntervalHours
-	f := interval_finding(shortest)
+	every s in active_schedules {
+		(s.intervalHours <= input.params.backups.maxIntervalHours) == (s.intervalHours == null)
+	}
+	f := interval_finding
+	f # regorus' VM would go on with an undefined finding
 }
 
 # The findings of BKP-003, BKP-004, BKP-005 and BKP-007 are built by a function or rule rather
@@ -138,22 +142,22 @@ stateful_findings contains f if {
 # With one active schedule, the commonest case, the finding names it without the comprehensions,
 # sort and concatenations of the general form (the `else`), its parts written into the message's
 # format rather than by a sprintf of their own: on regorus' VM each builtin call costs a few
-# thousand machine instructions. Both forms give the same finding. That schedule has an
-# interval, or BKP-003 would not fire.
-interval_finding(shortest) := {
+# thousand machine instructions. Both forms give the same finding.
+interval_finding := {
 	"id": "BKP-003",
 	"message": sprintf(
 		"the most frequent Velero Schedule covering %s runs every %v hours (%s/%s every %vh), more than the %v hours allowed: up to %v hours of data can be lost",
 		[
-			data.crmrisk.lib.workload_desc, shortest,
+			data.crmrisk.lib.workload_desc, s.intervalHours,
 			s.namespace, s.name, s.intervalHours,
-			input.params.backups.maxIntervalHours, shortest,
+			input.params.backups.maxIntervalHours, s.intervalHours,
 		],
 	),
 	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "Schedule", "namespace": s.namespace, "name": s.name}],
 } if {
 	not active_schedules[1]
 	s := active_schedules[0]
+	s.intervalHours != null
 } else := {
 	"id": "BKP-003",
 	"message": sprintf(
@@ -171,6 +175,12 @@ interval_finding(shortest) := {
 		some s in active_schedules
 		s.intervalHours != null
 	]),
+} if {
+	shortest := min([s.intervalHours |
+		some s in active_schedules
+		s.intervalHours != null
+	])
+	shortest # regorus' VM would go on with an undefined shortest
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +191,9 @@ interval_finding(shortest) := {
 ttl_desc(s) := s.ttl if is_string(s.ttl)
 else := sprintf("%vh (default)", [s.ttlHours])
 
+# BKP-004 takes the longest ttl over the active schedules with one (an `every` as for BKP-003
+# would divide a null ttl by 24, an error on regorus' VM). With none, max of [] is undefined and
+# so is the comparison.
 stateful_findings contains f if {
 	longest := max([s.ttlHours |
 		some s in active_schedules

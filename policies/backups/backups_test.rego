@@ -197,6 +197,12 @@ test_bkp003_unparsable_cron_is_skipped if {
 	silent("BKP-003", schedules([schedule({"schedule": "@every 36h", "intervalHours": null})]))
 }
 
+test_bkp003_not_without_an_active_interval if {
+	silent("BKP-003", schedules([schedule({"name": "weekly", "intervalHours": 168, "paused": true})]))
+	silent("BKP-003", schedules([schedule({"name": "odd", "intervalHours": null}), schedule({"name": "weekly", "intervalHours": 168, "paused": true})]))
+	silent("BKP-003", schedules([schedule({"name": "hourly", "intervalHours": 1}), schedule({"name": "weekly", "intervalHours": 168})]))
+}
+
 test_bkp003_follows_max_interval_param if {
 	inp := object.union(
 		schedules([schedule({"intervalHours": 168})]),
