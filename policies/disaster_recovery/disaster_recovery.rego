@@ -25,6 +25,14 @@ import data.crmrisk.lib
 # items are objects, never false). DR-002 and DR-008, which both test requirePodDisruptionBudget,
 # never fire in the same evaluation (no PodDisruptionBudget, or some).
 
+# DR-003 and DR-008 call blocks_evictions and protects_nothing (a function call and three bodies
+# on regorus' VM) only for a PodDisruptionBudget that passes an in-place test every reason needs:
+# the first body's set, or the field compared with the replica count, which holds for a number
+# not lower than it and for any string such as "100%" (strings sort after numbers and null in
+# Rego's ordering; null does not). The schema makes minAvailable and maxUnavailable required
+# (integer, string or null) and replicas an integer or null, so the test is always defined, and
+# most budgets (minAvailable 1, maxUnavailable null) fail it (BENCHMARKS.md, "Instructions").
+#
 # DR-003 and DR-008 test the reason they get (`reason` alone on a line) before building the
 # finding: regorus' VM goes on with a body after `reason := f(pdb)` leaves reason undefined, and
 # would build the message and evidence (pdb_desc and pdb_ref calls, thousands of machine
@@ -89,6 +97,7 @@ blocks_evictions(pdb) := "maxUnavailable is 0" if {
 
 findings contains f if {
 	some pdb in input.podDisruptionBudgets
+	[pdb.maxUnavailable in {0, "0%"}, pdb.minAvailable >= input.workload.replicas] != [false, false] # see pdb_desc
 	reason := blocks_evictions(pdb)
 	reason # see pdb_desc
 	f := {
@@ -211,6 +220,7 @@ protects_nothing(pdb) := "minAvailable is 0" if {
 findings contains f if {
 	data.crmrisk.lib.replicated
 	some pdb in input.podDisruptionBudgets
+	[pdb.minAvailable in {0, "0%"}, pdb.maxUnavailable >= input.workload.replicas] != [false, false] # see pdb_desc
 	reason := protects_nothing(pdb)
 	reason # see pdb_desc
 	not input.params.disasterRecovery.requirePodDisruptionBudget == false

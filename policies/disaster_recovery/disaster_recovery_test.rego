@@ -303,3 +303,15 @@ test_dr008_not_for_a_single_replica if {
 test_dr008_off if {
 	silent("DR-008", params(with_pdbs(fx.hardened, [pdb(0, null)]), {"requirePodDisruptionBudget": false}))
 }
+
+# The in-place gates before blocks_evictions and protects_nothing must let every reason through,
+# whatever the replica count (null, or fewer than a number) and the form ("0%", "100%").
+test_pdb_gates_let_every_reason_through if {
+	one("DR-003", with_pdbs(replicas(null), [pdb("100%", null)]), ["minAvailable is 100%"])
+	one("DR-003", with_pdbs(replicas(null), [pdb(null, "0%")]), ["maxUnavailable is 0"])
+	one("DR-003", with_pdbs(fx.hardened, [pdb(5, 1)]), ["minAvailable 5 is not lower than the 3 replicas"])
+	silent("DR-003", with_pdbs(replicas(null), [pdb(5, null)]))
+	one("DR-008", with_pdbs(fx.hardened, [pdb("0%", null)]), ["minAvailable is 0"])
+	one("DR-008", with_pdbs(fx.hardened, [pdb(1, 5)]), ["maxUnavailable 5 is not lower than the 3 replicas"])
+	silent("DR-008", with_pdbs(fx.hardened, [pdb("50%", "50%")]))
+}
