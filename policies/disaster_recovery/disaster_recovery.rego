@@ -35,13 +35,22 @@ import data.crmrisk.lib
 #
 # DR-003 and DR-008 test the reason they get (`reason` alone on a line) before building the
 # finding: regorus' VM goes on with a body after `reason := f(pdb)` leaves reason undefined, and
-# would build the message and evidence (pdb_desc and pdb_ref calls, thousands of machine
-# instructions each) for every PodDisruptionBudget, most of which have no reason (BENCHMARKS.md,
-# "Instructions"). Findings are the same either way.
-pdb_desc(pdb) := sprintf("PodDisruptionBudget %s/%s", [input.workload.namespace, pdb.name])
-
-
-pdb_ref(pdb) := {"kind": "PodDisruptionBudget", "namespace": input.workload.namespace, "name": pdb.name}
+# would build the finding (a function call, thousands of machine instructions) for every
+# PodDisruptionBudget, most of which have no reason (BENCHMARKS.md, "Instructions"). Findings are
+# the same either way.
+#
+# Their finding is built by pdb_finding, with the budget named ("PodDisruptionBudget ns/name")
+# and referred to in place, rather than in the body: regorus' VM sets up as many registers as the
+# largest body of findings needs for each of its eight bodies, and few workloads get these
+# findings (BENCHMARKS.md, "Instructions").
+pdb_finding(id, format, pdb, reason) := {
+	"id": id,
+	"message": sprintf(format, [input.workload.namespace, pdb.name, data.crmrisk.lib.workload_desc, reason]),
+	"evidence": [
+		{"kind": "PodDisruptionBudget", "namespace": input.workload.namespace, "name": pdb.name},
+		data.crmrisk.lib.workload_ref,
+	],
+}
 
 # ---------------------------------------------------------------------------------------------
 # DR-001: fewer replicas than required
@@ -97,17 +106,14 @@ blocks_evictions(pdb) := "maxUnavailable is 0" if {
 
 findings contains f if {
 	some pdb in input.podDisruptionBudgets
-	[pdb.maxUnavailable in {0, "0%"}, pdb.minAvailable >= input.workload.replicas] != [false, false] # see pdb_desc
+	[pdb.maxUnavailable in {0, "0%"}, pdb.minAvailable >= input.workload.replicas] != [false, false] # see pdb_finding
 	reason := blocks_evictions(pdb)
-	reason # see pdb_desc
-	f := {
-		"id": "DR-003",
-		"message": sprintf(
-			"%s of %s allows no voluntary disruption (%s): node drains and cluster upgrades hang until someone deletes it",
-			[pdb_desc(pdb), data.crmrisk.lib.workload_desc, reason],
-		),
-		"evidence": [pdb_ref(pdb), data.crmrisk.lib.workload_ref],
-	}
+	reason # see pdb_finding
+	f := pdb_finding(
+		"DR-003",
+		"PodDisruptionBudget %s/%s of %s allows no voluntary disruption (%s): node drains and cluster upgrades hang until someone deletes it",
+		pdb, reason,
+	)
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -220,16 +226,13 @@ protects_nothing(pdb) := "minAvailable is 0" if {
 findings contains f if {
 	data.crmrisk.lib.replicated
 	some pdb in input.podDisruptionBudgets
-	[pdb.minAvailable in {0, "0%"}, pdb.maxUnavailable >= input.workload.replicas] != [false, false] # see pdb_desc
+	[pdb.minAvailable in {0, "0%"}, pdb.maxUnavailable >= input.workload.replicas] != [false, false] # see pdb_finding
 	reason := protects_nothing(pdb)
-	reason # see pdb_desc
+	reason # see pdb_finding
 	not input.params.disasterRecovery.requirePodDisruptionBudget == false
-	f := {
-		"id": "DR-008",
-		"message": sprintf(
-			"%s of %s lets every replica be evicted at once (%s): it gives no protection during drains and upgrades",
-			[pdb_desc(pdb), data.crmrisk.lib.workload_desc, reason],
-		),
-		"evidence": [pdb_ref(pdb), data.crmrisk.lib.workload_ref],
-	}
+	f := pdb_finding(
+		"DR-008",
+		"PodDisruptionBudget %s/%s of %s lets every replica be evicted at once (%s): it gives no protection during drains and upgrades",
+		pdb, reason,
+	)
 }
