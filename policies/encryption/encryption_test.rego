@@ -471,3 +471,15 @@ test_enc007_only_for_confidential_or_restricted if {
 test_enc007_only_when_reached_through_a_service if {
 	silent("ENC-007", object.union(mesh(false, null, false), {"services": []}))
 }
+
+# mesh_finding's lookup by [Istio injected, mode]: each Istio state, with Linkerd injected too,
+# is mtls (no finding); DISABLE is named like PERMISSIVE.
+test_enc007_mesh_states if {
+	silent("ENC-007", mesh(true, "PERMISSIVE", true))
+	silent("ENC-007", mesh(true, null, true))
+	silent("ENC-007", mesh(true, "STRICT", true))
+	one("ENC-007", mesh(true, "DISABLE", false), ["PeerAuthentication mode DISABLE", "not mutually authenticated"])
+	one("ENC-007", mesh(true, null, false), ["so PERMISSIVE): pod-to-pod"])
+	one("ENC-007", mesh(false, "DISABLE", false), ["neither an Istio nor a Linkerd mesh"])
+	one("ENC-007", mesh(false, "PERMISSIVE", false), ["neither an Istio nor a Linkerd mesh"])
+}
