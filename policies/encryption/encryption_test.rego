@@ -483,3 +483,33 @@ test_enc007_mesh_states if {
 	one("ENC-007", mesh(false, "DISABLE", false), ["neither an Istio nor a Linkerd mesh"])
 	one("ENC-007", mesh(false, "PERMISSIVE", false), ["neither an Istio nor a Linkerd mesh"])
 }
+
+problem_id(sc) := encryption.at_rest_problem(sc).id if {
+	encryption.at_rest_problem(sc)
+} else := "none"
+
+# at_rest_problem's first body reads the family's deciding parameter as lib.sc_param does (keys in
+# any case, several keys that differ only in case, padded or upper-case values, a missing key).
+test_at_rest_problem_reads_parameters_as_lib_sc_param if {
+	classes := [
+		{"parameters": {}},
+		{"parameters": {"type": "gp3"}},
+		{"parameters": {"encrypted": "true", "kmsKeyId": "arn:aws:kms:k"}},
+		{"parameters": {"Encrypted": " TRUE ", "KMSKEYID": ""}},
+		{"parameters": {"encrypted": "false", "ENCRYPTED": "true", "Encrypted": "yes"}},
+		{"parameters": {"ENCRYPTED": "TRUE", "encrypted": "false"}},
+		{"parameters": {"DiskEncryptionSetID": "/d", "disk-encryption-kms-key": "projects/p/k"}},
+		{"parameters": {"diskEncryptionSetID": "  ", "Disk-Encryption-KMS-Key": " "}},
+		{"parameters": {"DISKENCRYPTIONSETID": "", "diskencryptionsetid": "/d"}},
+	]
+	every params in classes {
+		aws := object.union(params, {"provisioner": "ebs.csi.aws.com"})
+		(problem_id(aws) == "ENC-001") == (data.crmrisk.lib.sc_param(aws, "encrypted") != "true")
+		rbd := object.union(params, {"provisioner": "rbd.csi.ceph.com"})
+		(problem_id(rbd) == "ENC-001") == (data.crmrisk.lib.sc_param(rbd, "encrypted") != "true")
+		gce := object.union(params, {"provisioner": "pd.csi.storage.gke.io"})
+		(problem_id(gce) == "ENC-002") == (data.crmrisk.lib.sc_param(gce, "disk-encryption-kms-key") == "")
+		azure := object.union(params, {"provisioner": "disk.csi.azure.com"})
+		(problem_id(azure) == "ENC-002") == (data.crmrisk.lib.sc_param(azure, "diskEncryptionSetID") == "")
+	}
+}
