@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crmrisk::engine::testing::{print_report, run_tests};
 
 /// Rego tests the library has today; lower it only when tests are merged, never to hide a loss.
-const MIN_TESTS: usize = 192;
+const MIN_TESTS: usize = 220;
 
 fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
@@ -25,16 +25,24 @@ fn rego_files(dir: &Path, out: &mut Vec<PathBuf>) {
     out.sort();
 }
 
-/// Rule ids written as `"id": "XXX-000"` in a Rego source.
+/// Rule ids a Rego source emits: written as `"id": "XXX-000"` in a finding object, or passed as
+/// the first argument of a function that builds the finding (`binding_finding("RBAC-002", ...)`).
 fn emitted_ids(source: &str) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
-    let mut rest = source;
-    while let Some(pos) = rest.find("\"id\":") {
-        rest = &rest[pos + 5..];
-        let value = rest.trim_start();
-        let Some(value) = value.strip_prefix('"') else { continue };
-        let Some(end) = value.find('"') else { break };
-        ids.insert(value[..end].to_string());
+    for opener in ["\"id\":", "("] {
+        let mut rest = source;
+        while let Some(pos) = rest.find(opener) {
+            rest = &rest[pos + opener.len()..];
+            let value = rest.trim_start();
+            let Some(value) = value.strip_prefix('"') else { continue };
+            let Some(end) = value.find('"') else { break };
+            let id = &value[..end];
+            // After `(` only a rule id followed by a further argument counts: `("RBAC-002", ...`.
+            if opener == "(" && (category_of(id).is_none() || !value[end + 1..].starts_with(',')) {
+                continue;
+            }
+            ids.insert(id.to_string());
+        }
     }
     ids
 }
