@@ -272,3 +272,52 @@ findings contains {{"id": "T-001", "message": "compared"}} if compared
     assert_eq!(messages(Backend::Interpreter, serde_json::json!({"b": 1})), ["compared", "iterated"]);
     assert_eq!(messages(Backend::Vm, serde_json::json!({"b": 1})), ["compared"], "the VM now takes the else");
 }
+
+/// regorus 0.14.1's VM mishandles a comprehension nested in an array literal when the
+/// comprehension's body does not iterate and fails. With a further condition after the
+/// failing assignment (`u != ""`) it never finishes: it keeps executing the same instructions.
+/// The instruction limit the engine sets on every evaluation is what stops it, and the
+/// evaluator stays usable. Without that condition it returns a value that equals neither
+/// `[[]]` nor what the interpreter (and OPA) compute. The built-in library avoids the form
+/// (`object.get` with a default instead), and docs/writing-policies.md warns custom-module
+/// authors. When an assertion on the VM below fails, regorus has changed: check whether the
+/// caveat in both documents can go.
+#[test]
+fn the_vm_mishandles_a_failing_comprehension_in_an_array_literal() {
+    let rego = format!(
+        r#"package crmrisk.custom.comprehension
+import rego.v1
+{METADATA}
+findings contains {{"id": "T-001", "message": "looping"}} if {{
+  input.loop
+  [[u | u := input.missing; u != ""]] == [[]]
+}}
+findings contains {{"id": "T-001", "message": "empty"}} if {{
+  input.compare
+  [[u | u := input.missing]] == [[]]
+}}
+"#
+    );
+    let limits = Limits { eval_timeout: Duration::from_secs(60), max_instructions: 1_000_000, ..Limits::default() };
+    let set = set_with(&rego, limits);
+    assert_eq!(set.backend(), Backend::Vm);
+    let run = |backend: Backend, input: serde_json::Value| {
+        set.evaluator_on(backend)
+            .expect("evaluator")
+            .evaluate(&input)
+            .map(|eval| eval.findings.into_iter().map(|f| f.message).collect::<Vec<_>>())
+    };
+    // The interpreter computes the comprehension as [] in both forms.
+    let interpreted = run(Backend::Interpreter, serde_json::json!({"loop": true, "compare": true}));
+    assert_eq!(interpreted.expect("the interpreter evaluates"), ["empty", "looping"]);
+
+    // The VM: the looping form runs into the instruction limit...
+    let mut vm = set.evaluator_on(Backend::Vm).expect("evaluator");
+    match vm.evaluate(&serde_json::json!({"loop": true})) {
+        Err(EngineError::InstructionLimit(1_000_000)) => {}
+        other => panic!("expected the instruction limit on the VM, got {other:?}"),
+    }
+    // ...the same evaluator then evaluates the next input, and the other form is wrong.
+    let compared = vm.evaluate(&serde_json::json!({"compare": true})).expect("the VM evaluates");
+    assert!(compared.findings.is_empty(), "the VM now computes [[]]: {compared:?}");
+}
