@@ -56,11 +56,16 @@ if ! profdata="$(find_profdata)"; then
 fi
 log "using $profdata (LLVM $llvm_major)"
 
-build() { # build TARGET_DIR RUSTFLAGS...
-  local dir="$1"
+# The profile flags are added with `--config`, so they add up with .cargo/config.toml's (a
+# RUSTFLAGS environment variable would replace those, and the build would not be the one shipped).
+[ -z "${RUSTFLAGS:-}" ] || { log "unset RUSTFLAGS: it would replace the flags in .cargo/config.toml"; exit 1; }
+build() { # build TARGET_DIR RUSTFLAG...
+  local dir="$1" flags=""
   shift
-  (cd "$root" && CARGO_TARGET_DIR="$dir" RUSTFLAGS="${RUSTFLAGS:-} $*" \
-    cargo build --release --locked --quiet -p crmrisk --bin crmrisk --example bench_inputs)
+  for flag in "$@"; do flags="$flags\"$flag\","; done
+  (cd "$root" && CARGO_TARGET_DIR="$dir" \
+    cargo build --config "build.rustflags=[${flags%,}]" --release --locked --quiet \
+      -p crmrisk --bin crmrisk --example bench_inputs)
 }
 
 raw="$pgo/profraw"
