@@ -219,6 +219,8 @@ fn findings_are_read_with_their_evidence_and_bad_ones_are_refused() {
         r#"{"id": 7, "message": "m"}"#,
         r#"{"id": "T-001", "message": ["m"]}"#,
         r#"{"id": "T-001", "likelihood": 300}"#,
+        r#"{"id": "T-001", "impact": "high"}"#,
+        r#"{"id": "T-001", "evidence": [{"kind": 5, "name": "x"}]}"#,
         r#"{"id": "T-001", "evidence": [{"name": "x"}]}"#,
         r#"{"id": "T-001", "evidence": "web"}"#,
         r#""T-001""#,

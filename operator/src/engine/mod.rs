@@ -117,55 +117,38 @@ pub enum Backend {
     Interpreter,
 }
 
-/// The keys a finding and its evidence are read by, made once per evaluator: building a
-/// `regorus::Value` from a `&str` interns the string (a hash and a table lookup), and a finding
-/// needs about ten of them.
-#[derive(Debug, Clone)]
-struct FindingKeys {
-    id: regorus::Value,
-    message: regorus::Value,
-    evidence: regorus::Value,
-    likelihood: regorus::Value,
-    impact: regorus::Value,
-    kind: regorus::Value,
-    namespace: regorus::Value,
-    name: regorus::Value,
-}
-
-impl FindingKeys {
-    fn new() -> FindingKeys {
-        let key = regorus::Value::from;
-        FindingKeys {
-            id: key("id"),
-            message: key("message"),
-            evidence: key("evidence"),
-            likelihood: key("likelihood"),
-            impact: key("impact"),
-            kind: key("kind"),
-            namespace: key("namespace"),
-            name: key("name"),
-        }
-    }
-}
-
 impl RawFinding {
     /// Read a finding straight from the engine's value (no JSON round trip: this runs for every
-    /// finding of every workload).
-    fn from_value(item: &regorus::Value, keys: &FindingKeys) -> Result<RawFinding, EngineError> {
+    /// finding of every workload). One pass over the object's fields, matching each key as a
+    /// `&str`: a keyed `Object::get` per field is a binary search comparing `Value`s, and a
+    /// finding with its evidence needs about ten of them (2 % of an evaluation, BENCHMARKS.md).
+    /// Fields the contract does not name, and non-string keys, are ignored.
+    fn from_value(item: &regorus::Value) -> Result<RawFinding, EngineError> {
         let malformed = |why: &str| EngineError::MalformedFinding(format!("{why}: {item}"));
         let fields = item.as_object().map_err(|_| malformed("a finding must be an object"))?;
-        let field = |key: &regorus::Value| fields.get(key);
-        let id = match field(&keys.id) {
+        let (mut id, mut message, mut evidence, mut likelihood, mut impact) = (None, None, None, None, None);
+        for (key, value) in fields.iter() {
+            let regorus::Value::String(key) = key else { continue };
+            match &**key {
+                "id" => id = Some(value),
+                "message" => message = Some(value),
+                "evidence" => evidence = Some(value),
+                "likelihood" => likelihood = Some(value),
+                "impact" => impact = Some(value),
+                _ => {}
+            }
+        }
+        let id = match id {
             Some(regorus::Value::String(s)) => String::from(&**s),
             _ => return Err(malformed("`id` must be a string")),
         };
-        let message = match field(&keys.message) {
+        let message = match message {
             Some(regorus::Value::String(s)) => String::from(&**s),
             None | Some(regorus::Value::Null) => String::new(),
             Some(_) => return Err(malformed("`message` must be a string")),
         };
-        let score_part = |name: &str, key: &regorus::Value| -> Result<Option<u8>, EngineError> {
-            match field(key) {
+        let score_part = |name: &str, value: Option<&regorus::Value>| -> Result<Option<u8>, EngineError> {
+            match value {
                 None | Some(regorus::Value::Null) => Ok(None),
                 Some(v) => v
                     .as_u64()
@@ -175,30 +158,41 @@ impl RawFinding {
                     .ok_or_else(|| malformed(&format!("`{name}` must be a small whole number"))),
             }
         };
-        let evidence = match field(&keys.evidence) {
+        let evidence = match evidence {
             None | Some(regorus::Value::Null) => Vec::new(),
             Some(regorus::Value::Array(items)) => items
                 .iter()
-                .map(|e| evidence_from_value(e, keys).ok_or_else(|| malformed(EVIDENCE_SHAPE)))
+                .map(|e| evidence_from_value(e).ok_or_else(|| malformed(EVIDENCE_SHAPE)))
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(malformed(EVIDENCE_SHAPE)),
         };
-        let likelihood = score_part("likelihood", &keys.likelihood)?;
-        let impact = score_part("impact", &keys.impact)?;
+        let likelihood = score_part("likelihood", likelihood)?;
+        let impact = score_part("impact", impact)?;
         Ok(RawFinding { id, message, evidence, likelihood, impact })
     }
 }
 
 const EVIDENCE_SHAPE: &str = "`evidence` must be a list of {kind, namespace (optional), name}";
 
-fn evidence_from_value(v: &regorus::Value, keys: &FindingKeys) -> Option<Evidence> {
-    let fields = v.as_object().ok()?;
-    let text = |key: &regorus::Value| match fields.get(key) {
+/// An evidence object, read in one pass like the finding; `None` when it does not have the shape.
+fn evidence_from_value(v: &regorus::Value) -> Option<Evidence> {
+    let (mut kind, mut namespace, mut name) = (None, None, None);
+    for (key, value) in v.as_object().ok()?.iter() {
+        let regorus::Value::String(key) = key else { continue };
+        match &**key {
+            "kind" => kind = Some(value),
+            "namespace" => namespace = Some(value),
+            "name" => name = Some(value),
+            _ => {}
+        }
+    }
+    // Outer None: not a string or null; inner None: missing or null.
+    let text = |value: Option<&regorus::Value>| match value {
         Some(regorus::Value::String(s)) => Some(Some(String::from(&**s))),
         None | Some(regorus::Value::Null) => Some(None),
         Some(_) => None,
     };
-    Some(Evidence { kind: text(&keys.kind)??, namespace: text(&keys.namespace)?, name: text(&keys.name)?? })
+    Some(Evidence { kind: text(kind)??, namespace: text(namespace)?, name: text(name)?? })
 }
 
 /// A compiled, immutable policy set. Cheap to share (`Arc`); evaluate through an [`Evaluator`].
@@ -376,7 +370,7 @@ impl PolicySet {
     }
 
     fn interpreter_evaluator(&self) -> Evaluator {
-        Evaluator { vm: None, engine: Box::new(self.engine.clone()), limits: self.limits, keys: FindingKeys::new() }
+        Evaluator { vm: None, engine: Box::new(self.engine.clone()), limits: self.limits }
     }
 
     fn vm_evaluator(&self, program: Arc<Program>) -> Evaluator {
@@ -386,7 +380,7 @@ impl PolicySet {
         vm.set_execution_timer_config(Some(timer_config(&self.limits)));
         // `set_data` fails only on non-object data; the interpreter is always a correct fallback.
         let vm = vm.set_data(self.data.clone()).ok().map(|()| Box::new(vm));
-        Evaluator { vm, engine: Box::new(self.engine.clone()), limits: self.limits, keys: FindingKeys::new() }
+        Evaluator { vm, engine: Box::new(self.engine.clone()), limits: self.limits }
     }
 }
 
@@ -416,7 +410,6 @@ pub struct Evaluator {
     /// The interpreter: the backend when there is no VM, the fallback when there is.
     engine: Box<regorus::Engine>,
     limits: Limits,
-    keys: FindingKeys,
 }
 
 /// The findings of one workload, grouped by where they came from.
@@ -508,7 +501,7 @@ impl Evaluator {
                     eval.truncated += 1;
                     continue;
                 }
-                eval.findings.push(RawFinding::from_value(item, &self.keys)?);
+                eval.findings.push(RawFinding::from_value(item)?);
             }
         }
         eval.findings.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.message.cmp(&b.message)));
