@@ -117,27 +117,32 @@ pub enum Backend {
     Interpreter,
 }
 
+/// The values of `names` in `value`'s fields, or `None` when it is not an object. One pass over
+/// the fields, each key matched as a `&str`: a keyed `Object::get` per name is a binary search
+/// comparing `Value`s, and a finding with its evidence needs about ten of them (2 % of an
+/// evaluation, BENCHMARKS.md). Other names, and non-string keys, are ignored.
+fn named_fields<'a, const N: usize>(
+    value: &'a regorus::Value,
+    names: [&str; N],
+) -> Option<[Option<&'a regorus::Value>; N]> {
+    let mut found = [None; N];
+    for (key, field) in value.as_object().ok()?.iter() {
+        let regorus::Value::String(key) = key else { continue };
+        if let Some(i) = names.iter().position(|name| *name == &**key) {
+            found[i] = Some(field);
+        }
+    }
+    Some(found)
+}
+
 impl RawFinding {
     /// Read a finding straight from the engine's value (no JSON round trip: this runs for every
-    /// finding of every workload). One pass over the object's fields, matching each key as a
-    /// `&str`: a keyed `Object::get` per field is a binary search comparing `Value`s, and a
-    /// finding with its evidence needs about ten of them (2 % of an evaluation, BENCHMARKS.md).
-    /// Fields the contract does not name, and non-string keys, are ignored.
+    /// finding of every workload).
     fn from_value(item: &regorus::Value) -> Result<RawFinding, EngineError> {
         let malformed = |why: &str| EngineError::MalformedFinding(format!("{why}: {item}"));
-        let fields = item.as_object().map_err(|_| malformed("a finding must be an object"))?;
-        let (mut id, mut message, mut evidence, mut likelihood, mut impact) = (None, None, None, None, None);
-        for (key, value) in fields.iter() {
-            let regorus::Value::String(key) = key else { continue };
-            match &**key {
-                "id" => id = Some(value),
-                "message" => message = Some(value),
-                "evidence" => evidence = Some(value),
-                "likelihood" => likelihood = Some(value),
-                "impact" => impact = Some(value),
-                _ => {}
-            }
-        }
+        let [id, message, evidence, likelihood, impact] =
+            named_fields(item, ["id", "message", "evidence", "likelihood", "impact"])
+                .ok_or_else(|| malformed("a finding must be an object"))?;
         let id = match id {
             Some(regorus::Value::String(s)) => String::from(&**s),
             _ => return Err(malformed("`id` must be a string")),
@@ -174,18 +179,9 @@ impl RawFinding {
 
 const EVIDENCE_SHAPE: &str = "`evidence` must be a list of {kind, namespace (optional), name}";
 
-/// An evidence object, read in one pass like the finding; `None` when it does not have the shape.
+/// An evidence object; `None` when it does not have the shape.
 fn evidence_from_value(v: &regorus::Value) -> Option<Evidence> {
-    let (mut kind, mut namespace, mut name) = (None, None, None);
-    for (key, value) in v.as_object().ok()?.iter() {
-        let regorus::Value::String(key) = key else { continue };
-        match &**key {
-            "kind" => kind = Some(value),
-            "namespace" => namespace = Some(value),
-            "name" => name = Some(value),
-            _ => {}
-        }
-    }
+    let [kind, namespace, name] = named_fields(v, ["kind", "namespace", "name"])?;
     // Outer None: not a string or null; inner None: missing or null.
     let text = |value: Option<&regorus::Value>| match value {
         Some(regorus::Value::String(s)) => Some(Some(String::from(&**s))),
