@@ -371,16 +371,32 @@ mtls if {
 
 mtls if input.mesh.linkerd.injected
 
-# ENC-007's finding, undefined when the pods have mutual TLS (mtls): the mesh state that lacks
-# it is looked up by [Istio injected, PeerAuthentication mode] (the schema makes the mode
-# required, one of STRICT, PERMISSIVE, DISABLE or null; an injected sidecar with STRICT is mtls
-# and has no entry), with Linkerd tested by the body of findings, rather than a body testing
-# `not mtls` and a mesh_state rule: on regorus' VM the first read of a rule is a call
-# (BENCHMARKS.md, "Instructions"), and these two were read for every confidential workload
-# behind a Service. The finding is built by a rule rather than in the body of findings: regorus'
+# ENC-007 fires for a confidential workload behind a Service whose pods lack mutual TLS (mtls):
+# the body of findings looks the mesh state that lacks it up by Istio injected, then
+# PeerAuthentication mode (the schema makes the mode required, one of STRICT, PERMISSIVE, DISABLE
+# or null; an injected sidecar with STRICT is mtls and has no entry) and tests Linkerd itself,
+# rather than testing `not mtls` and reading a mesh_state rule: on regorus' VM the first read of a
+# rule is a call (BENCHMARKS.md, "Instructions"), and these were read for every confidential
+# workload behind a Service. A workload with mutual TLS thus fails in the body, before any call.
+# The finding is built by a function of the state rather than in the body of findings: regorus'
 # VM sets up as many registers as the largest body of findings needs for each of its bodies it
 # tries.
-mesh_finding := {
+#
+# Most workloads are behind one Service: its name and evidence are read in place, where several
+# Services take two comprehensions, a sort, a concat and an array.concat (regorus' VM charges
+# each comprehension and builtin call about as much as a rule call). encryption_test checks both
+# forms.
+mesh_finding(state) := {
+	"id": "ENC-007",
+	"message": sprintf(
+		"%s holds %s data and is reached through Service %s, but %s: pod-to-pod traffic is not mutually authenticated and encrypted",
+		[data.crmrisk.lib.workload_desc, input.classification.dataClassification, s.name, state],
+	),
+	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "Service", "namespace": input.workload.namespace, "name": s.name}],
+} if {
+	not input.services[1]
+	s := input.services[0]
+} else := {
 	"id": "ENC-007",
 	"message": sprintf(
 		"%s holds %s data and is reached through Service %s, but %s: pod-to-pod traffic is not mutually authenticated and encrypted",
@@ -390,17 +406,6 @@ mesh_finding := {
 		[data.crmrisk.lib.workload_ref],
 		[{"kind": "Service", "namespace": input.workload.namespace, "name": s.name} | some s in input.services],
 	),
-} if {
-	state := {
-		[false, null]: "its pods are in neither an Istio nor a Linkerd mesh",
-		[false, "STRICT"]: "its pods are in neither an Istio nor a Linkerd mesh",
-		[false, "PERMISSIVE"]: "its pods are in neither an Istio nor a Linkerd mesh",
-		[false, "DISABLE"]: "its pods are in neither an Istio nor a Linkerd mesh",
-		[true, null]: "its Istio sidecar accepts plaintext (no PeerAuthentication, so PERMISSIVE)",
-		[true, "PERMISSIVE"]: "its Istio sidecar accepts plaintext (PeerAuthentication mode PERMISSIVE)",
-		[true, "DISABLE"]: "its Istio sidecar accepts plaintext (PeerAuthentication mode DISABLE)",
-	}[[input.mesh.istio.injected, input.mesh.istio.peerAuthenticationMode]]
-	state # regorus' VM would go on with an undefined state
 }
 
 # The classification is tested in place (lib.sensitive_data written out): ENC-007 is its only
@@ -409,6 +414,19 @@ findings contains f if {
 	input.classification.dataClassification in {"confidential", "restricted"}
 	input.services[0]
 	not input.mesh.linkerd.injected
-	f := mesh_finding
-	f # regorus' VM would go on with an undefined finding
+	state := {
+		false: {
+			null: "its pods are in neither an Istio nor a Linkerd mesh",
+			"STRICT": "its pods are in neither an Istio nor a Linkerd mesh",
+			"PERMISSIVE": "its pods are in neither an Istio nor a Linkerd mesh",
+			"DISABLE": "its pods are in neither an Istio nor a Linkerd mesh",
+		},
+		true: {
+			null: "its Istio sidecar accepts plaintext (no PeerAuthentication, so PERMISSIVE)",
+			"PERMISSIVE": "its Istio sidecar accepts plaintext (PeerAuthentication mode PERMISSIVE)",
+			"DISABLE": "its Istio sidecar accepts plaintext (PeerAuthentication mode DISABLE)",
+		},
+	}[input.mesh.istio.injected][input.mesh.istio.peerAuthenticationMode]
+	state # regorus' VM would go on with an undefined state
+	f := mesh_finding(state)
 }

@@ -472,7 +472,7 @@ test_enc007_only_when_reached_through_a_service if {
 	silent("ENC-007", object.union(mesh(false, null, false), {"services": []}))
 }
 
-# mesh_finding's lookup by [Istio injected, mode]: each Istio state, with Linkerd injected too,
+# The lookup of the mesh state by Istio injected and mode: each Istio state, with Linkerd injected too,
 # is mtls (no finding); DISABLE is named like PERMISSIVE.
 test_enc007_mesh_states if {
 	silent("ENC-007", mesh(true, "PERMISSIVE", true))
@@ -482,6 +482,30 @@ test_enc007_mesh_states if {
 	one("ENC-007", mesh(true, null, false), ["so PERMISSIVE): pod-to-pod"])
 	one("ENC-007", mesh(false, "DISABLE", false), ["neither an Istio nor a Linkerd mesh"])
 	one("ENC-007", mesh(false, "PERMISSIVE", false), ["neither an Istio nor a Linkerd mesh"])
+}
+
+# mesh_finding's two forms: one Service read in place; several named in sorted order, with their
+# evidence after the workload's in input order.
+test_enc007_one_service if {
+	inp := mesh(false, null, false)
+	one("ENC-007", inp, ["reached through Service crm-db, but"])
+	fired("ENC-007", inp)[0].evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Service", "namespace": "crm", "name": "crm-db"},
+	]
+}
+
+test_enc007_several_services if {
+	inp := object.union(mesh(false, null, false), {"services": [
+		{"name": "crm-db-rw", "type": "ClusterIP", "ports": []},
+		{"name": "crm-db", "type": "ClusterIP", "ports": []},
+	]})
+	one("ENC-007", inp, ["reached through Service crm-db, crm-db-rw, but"])
+	fired("ENC-007", inp)[0].evidence == [
+		{"kind": "StatefulSet", "namespace": "crm", "name": "crm-db"},
+		{"kind": "Service", "namespace": "crm", "name": "crm-db-rw"},
+		{"kind": "Service", "namespace": "crm", "name": "crm-db"},
+	]
 }
 
 problem_id(sc) := encryption.at_rest_problem(sc).id if {
