@@ -257,6 +257,14 @@ test_bkp004_unparsable_ttl_is_skipped if {
 	one("BKP-004", inp, ["at most 3 days (velero/short ttl 72h0m0s)"])
 }
 
+# A ttl of 0 and a paused schedule count for nothing: BKP-004 needs an active schedule with a ttl.
+test_bkp004_not_without_an_active_ttl if {
+	silent("BKP-004", schedules([schedule({"ttl": "0s", "ttlHours": 0})]))
+	silent("BKP-004", schedules([schedule({"paused": true, "ttl": "72h0m0s", "ttlHours": 72})]))
+	inp := schedules([schedule({"ttl": "0s", "ttlHours": 0}), schedule({"name": "short", "ttl": "72h0m0s", "ttlHours": 72})])
+	one("BKP-004", inp, ["at most 3 days (velero/short ttl 72h0m0s)"])
+}
+
 test_bkp004_short_cloudnativepg_retention if {
 	inp := cnpg({"retentionPolicy": "3d", "retentionDays": 3})
 	one("BKP-004", inp, ["CloudNativePG Cluster crm/crm-pg", "retentionPolicy 3d", "3 days"])
