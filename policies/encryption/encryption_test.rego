@@ -284,6 +284,19 @@ test_enc004_catch_all_rule_with_default_certificate if {
 	silent("ENC-004", ingress([], ["crm.example.com"]))
 }
 
+test_enc004_one_finding_per_ingress if {
+	inp := fx.web({"ingresses": [
+		{"name": "crm", "className": "nginx", "hosts": ["crm.example.com"], "tlsHosts": [], "annotations": {}},
+		{"name": "catch-all", "className": "nginx", "hosts": [], "tlsHosts": [], "annotations": {}},
+		{"name": "api", "className": "nginx", "hosts": ["api.example.com"], "tlsHosts": ["api.example.com"], "annotations": {}},
+	]})
+	messages := concat(" | ", sort([f.message | some f in fired("ENC-004", inp)]))
+	print(messages)
+	count(fired("ENC-004", inp)) == 2
+	contains(messages, "Ingress crm/catch-all routes every host")
+	contains(messages, "Ingress crm/crm routes crm.example.com to")
+}
+
 test_enc004_off_when_ingress_tls_not_required if {
 	inp := object.union(ingress(["crm.example.com"], []), {"params": {"encryption": {"requireIngressTLS": false}}})
 	silent("ENC-004", inp)
