@@ -199,6 +199,13 @@ test_dr005_database_image_unknown_checks_every_container if {
 	one("DR-005", inp, ["container db"])
 }
 
+# A database's only container is its database container, whatever its image.
+test_dr005_single_container_of_a_database if {
+	one("DR-005", containers(fx.hardened, [container("postgres", "postgres:16", false, true)]), ["container postgres"])
+	exporter := container("metrics", "quay.io/prometheuscommunity/postgres-exporter:v0.15.0", false, true)
+	one("DR-005", containers(fx.hardened, [exporter]), ["container metrics"])
+}
+
 test_dr005_web_container_behind_a_service if {
 	inp := containers(fx.hardened_web, [container("web", "ghcr.io/example/crm-web:1.4.2", false, true)])
 	one("DR-005", inp, ["container web of Deployment crm/crm-web"])
