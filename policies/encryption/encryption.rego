@@ -128,15 +128,41 @@ findings contains f if {
 }
 
 # A claim's storage finding, if any: ENC-001 to ENC-003 for a resolved claim, whose StorageClass
-# exists so its provisioner and parameters can be read (`c.found` and `c.storageClass.found`: a
-# claim without a StorageClass has storageClass null, whose .found is undefined as that of any
-# non-object), else ENC-003 for a claim that is not found, has no StorageClass, or names one that
-# does not exist. One `else` chain, as each claim has at most one of these findings; no body
-# iterates, so regorus' VM takes the `else` (see lib.zone_spread).
-storage_finding(c) := at_rest_finding(c, problem) if {
+# exists so its provisioner and parameters can be read (`c.found` and `sc.found`: a claim without
+# a StorageClass has storageClass null, whose .found is undefined as that of any non-object),
+# else ENC-003 for a claim that is not found, has no StorageClass, or names one that does not
+# exist. One `else` chain, as each claim has at most one of these findings; no body iterates, so
+# regorus' VM takes the `else` (see lib.zone_spread).
+# A resolved claim's finding has two forms, with lib.claim_desc and lib.claim_ref written out:
+# a volumeClaimTemplate points at the workload (see lib.claim_ref), the more common form, tried
+# first; a PersistentVolumeClaim of a pod volume at itself. They are two bodies of this chain
+# rather than a function of the claim and its problem: on regorus' VM that call cost more than
+# the registers its bodies add to this function's window (BENCHMARKS.md, "Instructions"). The
+# StorageClass is read once, as `sc`, where each `c.storageClass.x` is a chained lookup.
+storage_finding(c) := {
+	"id": problem.id,
+	"message": sprintf(problem.format, [sprintf("volumeClaimTemplate %s of %s", [c.name, data.crmrisk.lib.workload_desc]), sc.name, sc.provisioner]),
+	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "StorageClass", "name": sc.name}],
+} if {
+	c.source != "volume"
 	c.found
-	c.storageClass.found
-	problem := at_rest_problem(c.storageClass)
+	sc := c.storageClass
+	sc.found
+	problem := at_rest_problem(sc)
+	problem # regorus' VM would go on with an undefined problem and build the finding
+} else := {
+	"id": problem.id,
+	"message": sprintf(problem.format, [sprintf("PersistentVolumeClaim %s/%s", [input.workload.namespace, c.name]), sc.name, sc.provisioner]),
+	"evidence": [
+		{"kind": "PersistentVolumeClaim", "namespace": input.workload.namespace, "name": c.name},
+		{"kind": "StorageClass", "name": sc.name},
+	],
+} if {
+	c.source == "volume"
+	c.found
+	sc := c.storageClass
+	sc.found
+	problem := at_rest_problem(sc)
 	problem # regorus' VM would go on with an undefined problem and build the finding
 } else := {
 	"id": "ENC-003",
@@ -162,24 +188,6 @@ storage_finding(c) := at_rest_finding(c, problem) if {
 	"evidence": [lib.claim_ref(c), {"kind": "StorageClass", "name": c.storageClass.name}],
 } if {
 	not c.storageClass.found
-}
-
-# The finding for a resolved claim and its problem. One function with lib.claim_desc and
-# lib.claim_ref written out in its two forms (a volumeClaimTemplate points at the workload, see
-# claim_ref) rather than two calls of them, and outside storage_finding, whose register window
-# (as large as all its `else` bodies together) it would widen (BENCHMARKS.md, "Instructions").
-at_rest_finding(c, problem) := {
-	"id": problem.id,
-	"message": sprintf(problem.format, [sprintf("volumeClaimTemplate %s of %s", [c.name, data.crmrisk.lib.workload_desc]), c.storageClass.name, c.storageClass.provisioner]),
-	"evidence": [data.crmrisk.lib.workload_ref, {"kind": "StorageClass", "name": c.storageClass.name}],
-} if c.source != "volume"
-else := {
-	"id": problem.id,
-	"message": sprintf(problem.format, [sprintf("PersistentVolumeClaim %s/%s", [input.workload.namespace, c.name]), c.storageClass.name, c.storageClass.provisioner]),
-	"evidence": [
-		{"kind": "PersistentVolumeClaim", "namespace": input.workload.namespace, "name": c.name},
-		{"kind": "StorageClass", "name": c.storageClass.name},
-	],
 }
 
 # ---------------------------------------------------------------------------------------------
