@@ -268,16 +268,6 @@ else := 3
 where(conn) := sprintf("env %s", [conn.env]) if is_string(conn.env)
 else := "args"
 
-# The rules that read the containers' connection strings (two ENC-005 rules and the ENC-006 rule
-# for a password in a URL) form one group, tried only when a container has a connection
-# (c.connections[0]): many workloads have none, and on regorus' VM each rule body tried costs
-# thousands of machine instructions (BENCHMARKS.md, "Instructions").
-findings contains f if {
-	some c in input.containers
-	c.connections[0]
-	some f in connection_findings
-}
-
 # The sslmodes that guarantee TLS are lib.tls_sslmodes written out (see at_rest_problem). The
 # finding is built by a function rather than in the body, which would be the largest of findings:
 # regorus' VM sets up as many registers as that body needs for each of findings' bodies it tries
@@ -300,9 +290,24 @@ pgsslmode_finding(c, mode) := {
 	"likelihood": db_tls_likelihood,
 }
 
-connection_findings contains f if {
+# The connection strings' findings (two ENC-005 rules and the ENC-006 rule for a password in a
+# URL): one body of findings iterates the containers' connections and asks connection_findings
+# for each one's findings. Many workloads have no connection and end the loop at once; one with
+# connections is spared a group rule whose bodies each iterate the containers and connections
+# again (on regorus' VM each rule body tried and each call cost thousands of machine
+# instructions, BENCHMARKS.md, "Instructions").
+findings contains f if {
 	some c in input.containers
 	some conn in c.connections
+	some f in connection_findings(c, conn)
+}
+
+# A connection's findings, one set comprehension per rule: ENC-005 for each sslmode it names that
+# does not guarantee TLS (lib.tls_sslmodes written out); ENC-005 for a PostgreSQL connection that
+# names none, which gets libpq's default, prefer, unless PGSSLMODE is set (JDBC's ssl=true means
+# verify-full); ENC-006 for a password written into a URL. On regorus' VM a comprehension costs
+# less than a rule body, and the sets' union is two builtin calls.
+connection_findings(c, conn) := ({f |
 	some mode in conn.sslmodes
 	not mode in {"require", "verify-ca", "verify-full"}
 	not input.params.encryption.requireDatabaseTLS == false
@@ -315,17 +320,11 @@ connection_findings contains f if {
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
 	}
-}
-
-# A PostgreSQL connection that names no sslmode gets libpq's default, prefer, unless PGSSLMODE
-# is set (JDBC's ssl=true means verify-full).
-connection_findings contains f if {
-	some c in input.containers
-	not c.pgsslmode.set
-	some conn in c.connections
-	conn.postgres
+} | {f |
 	not conn.sslmodes[0]
+	conn.postgres
 	not conn.jdbcSslTrue
+	not c.pgsslmode.set
 	not input.params.encryption.requireDatabaseTLS == false
 	f := {
 		"id": "ENC-005",
@@ -335,6 +334,16 @@ connection_findings contains f if {
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 		"likelihood": db_tls_likelihood,
+	}
+}) | {f |
+	conn.urlPassword
+	f := {
+		"id": "ENC-006",
+		"message": sprintf(
+			"container %s of %s has a password written into a URL (%s) instead of taking it from a Secret",
+			[c.name, data.crmrisk.lib.workload_desc, where(conn)],
+		),
+		"evidence": [data.crmrisk.lib.workload_ref],
 	}
 }
 
@@ -350,20 +359,6 @@ findings contains f if {
 		"message": sprintf(
 			"container %s of %s sets %s to a literal value instead of a secretKeyRef: anyone who can read the %s can read the credential",
 			[c.name, data.crmrisk.lib.workload_desc, name, input.workload.kind],
-		),
-		"evidence": [data.crmrisk.lib.workload_ref],
-	}
-}
-
-connection_findings contains f if {
-	some c in input.containers
-	some conn in c.connections
-	conn.urlPassword
-	f := {
-		"id": "ENC-006",
-		"message": sprintf(
-			"container %s of %s has a password written into a URL (%s) instead of taking it from a Secret",
-			[c.name, data.crmrisk.lib.workload_desc, where(conn)],
 		),
 		"evidence": [data.crmrisk.lib.workload_ref],
 	}

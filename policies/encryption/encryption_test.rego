@@ -402,6 +402,26 @@ test_enc005_message_never_shows_the_connection_string if {
 	}
 }
 
+# connection_findings: each connection gets each of its findings, ENC-005 and ENC-006 together.
+test_enc005_and_enc006_of_each_connection if {
+	inp := client(connections([
+		fx.connection("DATABASE_URL", {"urlPassword": true}),
+		fx.connection(null, {"sslmodes": ["allow", "disable"], "urlPassword": true}),
+		fx.connection("REPLICA_URL", {"sslmodes": ["verify-full"]}),
+	]))
+	enc005 := concat(" | ", sort([f.message | some f in fired("ENC-005", inp)]))
+	print(enc005)
+	count(fired("ENC-005", inp)) == 3
+	contains(enc005, "PostgreSQL (env DATABASE_URL) without sslmode")
+	contains(enc005, "sslmode=allow (args)")
+	contains(enc005, "sslmode=disable (args)")
+	enc006 := concat(" | ", sort([f.message | some f in fired("ENC-006", inp)]))
+	print(enc006)
+	count(fired("ENC-006", inp)) == 2
+	contains(enc006, "URL (args)")
+	contains(enc006, "URL (env DATABASE_URL)")
+}
+
 test_enc005_off_when_database_tls_not_required if {
 	inp := object.union(client(pgsslmode("disable")), {"params": {"encryption": {"requireDatabaseTLS": false}}})
 	silent("ENC-005", inp)
