@@ -16,6 +16,7 @@ mod catalog;
 mod error;
 mod input;
 pub mod library;
+pub mod slim;
 pub mod testing;
 
 use std::collections::BTreeSet;
@@ -393,7 +394,10 @@ fn lower_to_vm(engine: &mut regorus::Engine) -> Result<Arc<Program>, String> {
         Compiler::compile_from_policy(&compiled, &[ENTRY_PATH])
     }));
     match lowered {
-        Ok(Ok(program)) => Ok(program),
+        Ok(Ok(mut program)) => {
+            slim::slim(&mut program);
+            Ok(program)
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("the VM compiler panicked".to_owned()),
     }
