@@ -49,8 +49,10 @@ import data.crmrisk.lib
 # Each known provisioner family has one parameter that decides its first problem: `encrypted`
 # must be "true" (ENC-001 otherwise) or the customer key must be set (ENC-002 when it is ""). The
 # first body looks the family and its check up in two literal objects, so a known provisioner
-# gets its answer from one body instead of trying the bodies of the families before it; the AWS
-# families' second check (kmsKeyId) and the unknown provisioners (ENC-003) follow. The
+# gets its answer from one body instead of trying the bodies of the families before it; the
+# unknown provisioners (ENC-003) follow, then the AWS families' second check (kmsKeyId), so that
+# an unknown provisioner is decided by the second body (regorus' VM clears this function's whole
+# register window for each body it tries). The
 # provisioners are lib's sets (aws_ebs_provisioners, ..., known_provisioners) written out: on
 # regorus' VM the first read of a rule, even a constant one, is a call (encryption_test checks
 # that each provisioner of each set gets its set's finding). The AWS families' kmsKeyId is read
@@ -92,12 +94,6 @@ at_rest_problem(sc) := check.problem if {
 	same := norm in check.accepted
 	same == check.problem_if_equal
 } else := {
-	"id": "ENC-002",
-	"format": "%s uses StorageClass %s (%s), encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set: the key cannot be rotated, audited or revoked by you",
-} if {
-	sc.provisioner in {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
-	sc_value(sc, "kmskeyid") == ""
-} else := {
 	"id": "ENC-003",
 	"format": "%s uses StorageClass %s (%s), a provisioner whose encryption settings crmrisk cannot read: verify encryption at rest by hand",
 } if {
@@ -105,6 +101,12 @@ at_rest_problem(sc) := check.problem if {
 		"ebs.csi.aws.com", "kubernetes.io/aws-ebs", "pd.csi.storage.gke.io", "kubernetes.io/gce-pd",
 		"disk.csi.azure.com", "kubernetes.io/azure-disk", "rbd.csi.ceph.com", "kubernetes.io/rbd",
 	}
+} else := {
+	"id": "ENC-002",
+	"format": "%s uses StorageClass %s (%s), encrypted with the AWS-managed key aws/ebs because no kmsKeyId is set: the key cannot be rotated, audited or revoked by you",
+} if {
+	sc.provisioner in {"ebs.csi.aws.com", "kubernetes.io/aws-ebs"}
+	sc_value(sc, "kmskeyid") == ""
 }
 
 # lib.sc_param(sc, key) for a key written in lower case, on a StorageClass of the input: the
@@ -131,14 +133,18 @@ findings contains f if {
 # exists so its provisioner and parameters can be read (`c.found` and `sc.found`: a claim without
 # a StorageClass has storageClass null, whose .found is undefined as that of any non-object),
 # else ENC-003 for a claim that is not found, has no StorageClass, or names one that does not
-# exist. One `else` chain, as each claim has at most one of these findings; no body iterates, so
-# regorus' VM takes the `else` (see lib.zone_spread).
+# exist (unresolved_finding). One `else` chain, as each claim has at most one of these findings;
+# no body iterates, so regorus' VM takes the `else` (see lib.zone_spread).
 # A resolved claim's finding has two forms, with lib.claim_desc and lib.claim_ref written out:
 # a volumeClaimTemplate points at the workload (see lib.claim_ref), the more common form, tried
 # first; a PersistentVolumeClaim of a pod volume at itself. They are two bodies of this chain
 # rather than a function of the claim and its problem: on regorus' VM that call cost more than
 # the registers its bodies add to this function's window (BENCHMARKS.md, "Instructions"). The
 # StorageClass is read once, as `sc`, where each `c.storageClass.x` is a chained lookup.
+# A resolved claim without a problem is false (no finding, as the body of findings tests `f`),
+# which ends the chain there; the unresolved forms are a function of their own, so that their
+# registers stay out of this function's window: regorus' VM clears the whole window for each
+# body it tries.
 storage_finding(c) := {
 	"id": problem.id,
 	"message": sprintf(problem.format, [sprintf("volumeClaimTemplate %s of %s", [c.name, data.crmrisk.lib.workload_desc]), sc.name, sc.provisioner]),
@@ -164,7 +170,14 @@ storage_finding(c) := {
 	sc.found
 	problem := at_rest_problem(sc)
 	problem # regorus' VM would go on with an undefined problem and build the finding
-} else := {
+} else := false if {
+	c.found
+	c.storageClass.found
+} else := unresolved_finding(c)
+
+# An unresolved claim's finding: not found, no StorageClass (null, as the input schema has it), or
+# a StorageClass that does not exist.
+unresolved_finding(c) := {
 	"id": "ENC-003",
 	"message": sprintf("%s is used by the pod template but was not found, so its encryption cannot be verified", [lib.claim_desc(c)]),
 	"evidence": [lib.claim_ref(c)],
