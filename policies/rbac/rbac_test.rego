@@ -307,8 +307,8 @@ test_rbac006_read_only_pods if {
 }
 
 # escalation_grants is keyed by resource; its `*` entry must hold exactly the other entries'
-# grants. A binding with a rule on any of its resources or on Secrets, or with the verb `*`,
-# must be among the bindings the three rules review (one on configmaps is not).
+# grants. A binding with a rule on any of its resources or on Secrets, or with the verb `*` (also
+# on no resources), must be among the bindings the three rules review (one on configmaps is not).
 test_rbac006_wildcard_grants_are_all_the_grants if {
 	{g | some res, gs in rbac.escalation_grants; res != "*"; some g in gs} == {g | some g in rbac.escalation_grants["*"]}
 	count(rbac.escalation_grants["*"]) == count({g | some g in rbac.escalation_grants["*"]})
@@ -320,6 +320,8 @@ test_rbac006_wildcard_grants_are_all_the_grants if {
 	{i | some i, _ in secrets} == {0}
 	star := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["*"])])])
 	{i | some i, _ in star} == {0}
+	verb_only := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([], [], ["*"])])])
+	{i | some i, _ in verb_only} == {0}
 	plain := rbac.reviewed_bindings with input as bindings([role_binding("b", "r", [rule([""], ["configmaps"], ["get", "list"])])])
 	plain == {}
 }
