@@ -19,7 +19,7 @@ import data.crmrisk.lib
 
 # An array is tested non-empty as `arr[0]` and empty as `not arr[0]` rather than with count, a
 # builtin call, where its items are objects or strings (never false), as the input schema makes
-# claims, ingresses, services and sslmodes.
+# claims, ingresses and their hosts and tlsHosts, services and sslmodes.
 
 # The storage rules write the claim's and StorageClass's evidence and description out in each
 # finding rather than through helper functions (lib.claim_desc, lib.claim_ref): a function call
@@ -40,29 +40,28 @@ import data.crmrisk.lib
 #          StorageClass not found: encryption at rest cannot be verified
 # ---------------------------------------------------------------------------------------------
 
-# What is wrong with a resolved claim's StorageClass, if anything: the rule and its message
-# format, whose three %s are the claim, the StorageClass's name and its provisioner. The three
-# rules exclude each other (they depend on the provisioner), so one `else` chain tells which
-# applies, and one body (storage_finding) makes the finding: on regorus' VM each rule body,
-# function call and StorageClass parameter read costs thousands of machine instructions
-# (BENCHMARKS.md, "Instructions"), and most resolved claims have one of these problems.
-# Each known provisioner family has one parameter that decides its first problem: `encrypted`
-# must be "true" (ENC-001 otherwise) or the customer key must be set (ENC-002 when it is ""). The
-# first body looks the family and its check up in two literal objects, so a known provisioner
-# gets its answer from one body instead of trying the bodies of the families before it; the
-# unknown provisioners (ENC-003) follow, then the AWS families' second check (kmsKeyId), so that
-# an unknown provisioner is decided by the second body (regorus' VM clears this function's whole
-# register window for each body it tries). The
-# provisioners are lib's sets (aws_ebs_provisioners, ..., known_provisioners) written out: on
-# regorus' VM the first read of a rule, even a constant one, is a call (encryption_test checks
-# that each provisioner of each set gets its set's finding). The AWS families' kmsKeyId is read
-# with sc_value, lib.sc_param for a key given in lower case. The first body reads its parameter
-# in place, as sc_value would, into an array of none or one normalized value (`m` alone ends the
-# comprehension's body when min has no value: regorus' VM would go on) that the family's
-# `accepted` forms list: [] stands for sc_value's "". Few claims reach the kmsKeyId test, while
-# on regorus' VM the sc_value call in the first body cost every resolved claim a function call and
-# a second body (BENCHMARKS.md, "Instructions"); encryption_test holds the first body's reading
-# equal to lib.sc_param's.
+# What is wrong with a resolved claim's StorageClass, if anything: the rule and its message format,
+# whose three %s are the claim, the StorageClass's name and its provisioner. The three rules exclude
+# each other (they depend on the provisioner), so one `else` chain tells which applies, and one body
+# (storage_finding) makes the finding: on regorus' VM each rule body, function call and StorageClass
+# parameter read costs thousands of machine instructions (BENCHMARKS.md, "Instructions"), and most
+# resolved claims have one of these problems.
+# Each known provisioner family has one parameter that decides its first problem: `encrypted` must
+# be "true" (ENC-001 otherwise) or the customer key must be set (ENC-002 when it is ""). The first
+# body looks the family and its check up in two literal objects, so a known provisioner gets its
+# answer from one body instead of trying the bodies of the families before it; the unknown
+# provisioners (ENC-003) follow, then the AWS families' second check (kmsKeyId), so that an unknown
+# provisioner is decided by the second body (regorus' VM clears this function's whole register
+# window for each body it tries). The provisioners are lib's sets (aws_ebs_provisioners, ...,
+# known_provisioners) written out: on regorus' VM the first read of a rule, even a constant one, is
+# a call (encryption_test checks that each provisioner of each set gets its set's finding). The AWS
+# families' kmsKeyId is read with sc_value, lib.sc_param for a key given in lower case. The first
+# body reads its parameter in place, as sc_value would, into an array of none or one normalized
+# value (`m` alone ends the comprehension's body when min has no value: regorus' VM would go on)
+# that the family's `accepted` forms list: [] stands for sc_value's "". Few claims reach the
+# kmsKeyId test, while on regorus' VM the sc_value call in the first body cost every resolved claim
+# a function call and a second body (BENCHMARKS.md, "Instructions"); encryption_test holds the first
+# body's reading equal to lib.sc_param's.
 at_rest_problem(sc) := check.problem if {
 	families := {
 		"ebs.csi.aws.com": "aws", "kubernetes.io/aws-ebs": "aws",
