@@ -3,7 +3,7 @@
 //! regorus 0.14.1's VM clones a rule's whole `RuleInfo` each time the rule is called, before it
 //! even looks at the rule's cached value: its name (a `String`), the names of a function's
 //! parameters (one `String` each), and two per-definition vectors. That is three to six heap
-//! allocations and frees per call, and the built-in library makes about 54 rule calls per
+//! allocations and frees per call, and the built-in library makes about 36 rule calls per
 //! workload (BENCHMARKS.md, twelfth session). The VM itself reads none of the names, and reads
 //! the two vectors with a fallback that an empty vector gives just as well, so the program runs
 //! the same without them. [`slim`] empties exactly those parts and nothing else.
